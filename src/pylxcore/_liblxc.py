@@ -1,0 +1,148 @@
+"""The one door into liblxc: the python3-lxc bindings and the ``lxc-*`` tools.
+
+Nothing outside this module imports ``lxc`` or names an ``lxc-*`` binary. The
+bindings report most failures as ``False``; here each becomes an ``LXCError``
+naming the operation. ``lxc`` is imported on first use, not at import time, so
+that ``import pylxcore`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from typing import Any, Mapping, Sequence
+
+from .errors import LXCError
+
+_lxc: Any = None
+
+
+def _module() -> Any:
+    global _lxc
+    if _lxc is None:
+        try:
+            import lxc  # noqa: PLC0415  (deferred: the bindings do work at import time)
+        except ImportError as err:
+            raise LXCError(
+                "the python3-lxc bindings are not installed (pip install lxc; needs the OS package lxc-dev)",
+                operation="import",
+                detail=str(err),
+            ) from err
+        _lxc = lxc
+    return _lxc
+
+
+def tool(name: str) -> str:
+    """The path of an ``lxc-*`` tool, or LXCError when liblxc's tools are missing."""
+    path = shutil.which(name)
+    if path is None:
+        raise LXCError(f"{name} was not found: install the OS package 'lxc'", operation=name)
+    return path
+
+
+def execute_argv(name: str, lxcpath: str, argv: Sequence[str]) -> list[str]:
+    """The command line that runs ``argv`` as the main process of container ``name``.
+
+    ``lxc-execute`` runs it under liblxc's minimal init (which reaps zombies and
+    forwards signals), passes our stdout and stderr through apart, and exits
+    with the process's exit code (128+N when killed by signal N). It reads the
+    config at ``lxcpath/name/config``.
+    """
+    return [tool("lxc-execute"), "-q", "-P", lxcpath, "-n", name, "--", *argv]
+
+
+def available() -> str | None:
+    """None when liblxc and its bindings can be used here, else why not."""
+    if os.geteuid() != 0:
+        return "pylxcore needs root (privileged LXC containers)"
+    try:
+        _module()
+        tool("lxc-execute")
+    except LXCError as err:
+        return str(err)
+    return None
+
+
+class Handle:
+    """A running (or stopped) container as liblxc sees it, by name and lxcpath."""
+
+    def __init__(self, name: str, lxcpath: str) -> None:
+        self.name = name
+        self.lxcpath = lxcpath
+        self._c: Any = None
+
+    def _container(self) -> Any:
+        if self._c is None:
+            self._c = _module().Container(self.name, self.lxcpath)
+        return self._c
+
+    def _fail(self, operation: str, detail: str = "") -> LXCError:
+        return LXCError(
+            f"liblxc could not {operation} container {self.name!r}" + (f": {detail}" if detail else ""),
+            operation=operation,
+            container=self.name,
+            detail=detail,
+        )
+
+    def state(self) -> str:
+        """"STOPPED", "RUNNING", "FROZEN", "STARTING", "STOPPING", …"""
+        return str(self._container().state)
+
+    def init_pid(self) -> int | None:
+        pid = int(self._container().init_pid)
+        return pid if pid > 0 else None
+
+    def freeze(self) -> None:
+        if not self._container().freeze():
+            raise self._fail("freeze")
+
+    def unfreeze(self) -> None:
+        if not self._container().unfreeze():
+            raise self._fail("unfreeze")
+
+    def cgroup_item(self, key: str) -> str | None:
+        """A cgroup file's content for this container, or None when unreadable."""
+        try:
+            value = self._container().get_cgroup_item(key)
+        except (KeyError, RuntimeError):
+            return None
+        if value is False or value is None:
+            return None
+        return str(value)
+
+    def attach(
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str],
+        cwd: str | None,
+        uid: int,
+        gid: int,
+        stdin: int,
+        stdout: int,
+        stderr: int,
+    ) -> int:
+        """Start ``argv`` inside the running container; returns its pid (our child).
+
+        The process gets a clean environment (only ``env``), the container's
+        namespaces, cgroups, capabilities and seccomp policy.
+        """
+        lxc = _module()
+        options: dict[str, Any] = {
+            "env_policy": lxc.LXC_ATTACH_CLEAR_ENV,
+            "extra_env_vars": [f"{k}={v}" for k, v in env.items()],
+            "uid": uid,
+            "gid": gid,
+            "stdin": stdin,
+            "stdout": stdout,
+            "stderr": stderr,
+        }
+        if cwd:
+            options["initial_cwd"] = cwd
+        try:
+            pid = self._container().attach(lxc.attach_run_command, list(argv), **options)
+        except (RuntimeError, ValueError, TypeError) as err:
+            raise self._fail("attach to", str(err)) from err
+        if not isinstance(pid, int) or pid <= 0:
+            raise self._fail("attach to", "the container is not running")
+        return pid

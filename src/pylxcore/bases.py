@@ -1,0 +1,206 @@
+"""Base sources: where the bottom layer of an image comes from.
+
+Each base has a cache key (what decides its content) and a way to fill a
+fresh directory. ``image:NAME:TAG`` bases are not here: the builder reuses the
+other image's layers as they are.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+import re
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+from typing import Callable
+
+from .errors import BuildError
+from .store import canonical_json, sha256_hex
+
+# Bumped when what a base produces changes, so old cached bases are not reused.
+_RECIPE = 1
+
+Log = Callable[[str], None]
+
+
+def _file_sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def tree_digest(root: Path) -> str:
+    """A digest of a tree's names, types, modes, owners, link targets and bytes."""
+    h = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(dirnames + filenames):
+            full = os.path.join(dirpath, name)
+            rel = os.path.relpath(full, root)
+            st = os.lstat(full)
+            h.update(f"{rel}\0{st.st_mode:o}\0{st.st_uid}\0{st.st_gid}\0".encode("utf-8", "surrogateescape"))
+            if stat.S_ISLNK(st.st_mode):
+                h.update(os.readlink(full).encode("utf-8", "surrogateescape"))
+            elif stat.S_ISREG(st.st_mode):
+                h.update(_file_sha256(full).encode())
+            elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+                h.update(f"{st.st_rdev}".encode())
+            h.update(b"\n")
+    return h.hexdigest()
+
+
+def busybox_path() -> str:
+    for candidate in ("/bin/busybox", "/usr/bin/busybox"):
+        if os.path.exists(candidate):
+            return candidate
+    raise BuildError("base 'busybox' needs the host's busybox-static package (apt-get install busybox-static)")
+
+
+def _check_static(path: str) -> None:
+    # A dynamic busybox would need the host's libc inside the image.
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 16)
+    if b"/lib64/ld-linux" in head or b"ld-linux-" in head:
+        raise BuildError(f"{path} is dynamically linked: base 'busybox' needs the busybox-static package")
+
+
+def apt_mirror() -> str:
+    """The Debian mirror the host's apt sources name (deb822 or one-line format)."""
+    sources: list[tuple[str, str]] = []  # (uri, suites)
+    for path in sorted(glob.glob("/etc/apt/sources.list.d/*.sources")):
+        with open(path) as fh:
+            text = fh.read()
+        for stanza in re.split(r"\n\s*\n", text):
+            fields: dict[str, str] = {}
+            for line in stanza.splitlines():
+                if line.startswith("#") or ":" not in line:
+                    continue
+                key, _, value = line.partition(":")
+                fields[key.strip().lower()] = value.strip()
+            if "deb" in fields.get("types", "").split() and fields.get("enabled", "yes") != "no":
+                for uri in fields.get("uris", "").split():
+                    sources.append((uri, fields.get("suites", "")))
+    for path in ["/etc/apt/sources.list", *sorted(glob.glob("/etc/apt/sources.list.d/*.list"))]:
+        try:
+            with open(path) as fh:
+                lines = fh.read().splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            words = re.sub(r"\[[^]]*\]", "", line.split("#", 1)[0]).split()
+            if len(words) >= 3 and words[0] == "deb":
+                sources.append((words[1], words[2]))
+    for uri, suites in sources:
+        # The main archive, not -security or a third-party repository.
+        if "security" not in uri and "/debian" in uri and not any(s.endswith("-security") for s in suites.split()):
+            return uri.rstrip("/")
+    raise BuildError("no Debian mirror found in the host's apt sources (/etc/apt/sources.list[.d])")
+
+
+def _arch() -> str:
+    out = subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True, check=False)
+    return out.stdout.strip() or os.uname().machine
+
+
+def base_key(base: str) -> str:
+    """The cache key of a base, "sha256:<hex>". Raises BuildError if its source is missing."""
+    kind, _, arg = base.partition(":")
+    if base == "busybox":
+        path = busybox_path()
+        ident: dict[str, object] = {"base": "busybox", "busybox": _file_sha256(path)}
+    elif kind == "debian":
+        ident = {"base": "debian", "suite": arg, "variant": "minbase", "arch": _arch(), "mirror": apt_mirror()}
+    elif kind == "dir":
+        if not os.path.isdir(arg):
+            raise BuildError(f"base {base!r}: {arg} is not a directory")
+        ident = {"base": "dir", "tree": tree_digest(Path(arg))}
+    elif kind == "tar":
+        if not os.path.isfile(arg):
+            raise BuildError(f"base {base!r}: {arg} is not a file")
+        ident = {"base": "tar", "sha256": _file_sha256(arg)}
+    else:
+        raise BuildError(f"unknown base {base!r}")
+    ident["recipe"] = _RECIPE
+    return "sha256:" + sha256_hex(canonical_json(ident))
+
+
+def materialize(base: str, dest: Path, log: Log) -> None:
+    """Fill the empty directory ``dest`` with the base's root filesystem."""
+    kind, _, arg = base.partition(":")
+    if base == "busybox":
+        _busybox(dest)
+    elif kind == "debian":
+        _debootstrap(arg, dest, log)
+    elif kind == "dir":
+        _run(["cp", "-a", "--reflink=auto", f"{arg}/.", str(dest)], f"copy of {arg}", log)
+    elif kind == "tar":
+        if arg.endswith(".zst") and shutil.which("zstd") is None:
+            raise BuildError(f"base {base!r} needs the zstd tool (apt-get install zstd)")
+        # GNU tar recognizes the compression from the archive's first bytes.
+        _run(
+            ["tar", "-x", "-p", "--numeric-owner", "--xattrs", "--xattrs-include=*", "-f", arg, "-C", str(dest)],
+            f"extraction of {arg}",
+            log,
+        )
+    else:
+        raise BuildError(f"unknown base {base!r}")
+
+
+def _run(argv: list[str], what: str, log: Log) -> None:
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    for line in (proc.stdout + proc.stderr).splitlines():
+        log(line)
+    if proc.returncode != 0:
+        tail = (proc.stdout + proc.stderr).strip().splitlines()[-10:]
+        raise BuildError(f"{what} failed with exit code {proc.returncode}", exit_code=proc.returncode, output_tail=tail)
+
+
+_PASSWD = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
+_GROUP = "root:x:0:\nnogroup:x:65534:\n"
+
+
+def _busybox(dest: Path) -> None:
+    src = busybox_path()
+    _check_static(src)
+    for d in ("bin", "sbin", "usr/bin", "usr/sbin", "etc", "root", "proc", "sys", "dev", "var/log", "run"):
+        (dest / d).mkdir(parents=True, exist_ok=True)
+    (dest / "tmp").mkdir(mode=0o1777)
+    os.chmod(dest / "tmp", 0o1777)
+    os.chmod(dest / "root", 0o700)
+    shutil.copy2(src, dest / "bin" / "busybox")
+    listing = subprocess.run([src, "--list-full"], capture_output=True, text=True, check=True).stdout.split()
+    for rel in listing:
+        link = dest / rel
+        if rel == "bin/busybox" or os.path.lexists(link):
+            continue
+        link.parent.mkdir(parents=True, exist_ok=True)
+        os.symlink("/bin/busybox", link)
+    (dest / "etc" / "passwd").write_text(_PASSWD)
+    (dest / "etc" / "group").write_text(_GROUP)
+    (dest / "etc" / "hosts").write_text("127.0.0.1\tlocalhost\n::1\tlocalhost\n")
+
+
+def _debootstrap(suite: str, dest: Path, log: Log) -> None:
+    if shutil.which("debootstrap") is None:
+        raise BuildError("base 'debian:…' needs the debootstrap package (apt-get install debootstrap)")
+    mirror = apt_mirror()
+    argv = ["debootstrap", "--variant=minbase", suite, str(dest), mirror]
+    log(f"debootstrap {suite} from {mirror}")
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    tail: list[str] = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        line = line.rstrip("\n")
+        log(line)
+        tail = (tail + [line])[-20:]
+    code = proc.wait()
+    if code != 0:
+        raise BuildError(f"debootstrap of {suite!r} failed with exit code {code}", exit_code=code, output_tail=tail)
+    # The downloaded .debs are not part of the system; keep the layer lean.
+    for deb in glob.glob(str(dest / "var/cache/apt/archives/*.deb")):
+        os.unlink(deb)

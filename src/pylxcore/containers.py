@@ -1,0 +1,1067 @@
+"""Containers: provisioning, the main process, exec, logs, limits, lifecycle.
+
+A container is a directory ``ROOT/containers/NAME`` (an LXC lxcpath entry, so
+``lxc-ls -P ROOT/containers`` lists it) holding:
+
+    config      the liblxc config (rootfs = overlay of the image's layers + upper/)
+    meta.json   what it was created with (image, command, env, limits, …)
+    upper/      its writable layer (work/ beside it is overlayfs's)
+    run.json    what the supervisor runs
+    state.json  written by the supervisor: running / exited, exit code, OOM
+    log         stdout and stderr records with timestamps (see _shim.py)
+
+The supervisor (``_shim.py``) outlives the Python process that started the
+container, so a later ``Engine()`` in another process finds it, its logs and
+its exit code.
+"""
+
+from __future__ import annotations
+
+import enum
+import html
+import json
+import os
+import secrets
+import select
+import selectors
+import signal as _signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, NamedTuple, Sequence, Union
+
+import attrs
+
+from . import _liblxc, _shim
+from .errors import (
+    ContainerError,
+    ContainerNotFound,
+    Conflict,
+    InvalidState,
+    LXCError,
+    SpecError,
+    StorageError,
+    TimeoutExpired,
+)
+from .limits import host_layout
+from .lxcconfig import DEFAULT_PATH, RunConfig, render
+from .rootfs import LayerStack, overlay_spec
+from .spec import Limits, Mount, validate_container_name
+from .store import atomic_write, canonical_json, read_json, rmtree
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+_SHIM = str(Path(_shim.__file__).resolve())
+
+Command = Union[str, Sequence[str], None]
+
+
+class ContainerState(str, enum.Enum):
+    """The life stages of a container (the values read like ``docker ps``)."""
+
+    CREATED = "created"
+    RUNNING = "running"
+    FROZEN = "paused"
+    EXITED = "exited"
+
+
+class ExecResult(NamedTuple):
+    """The result of ``exec`` (and of ``run`` with ``detach=False``)."""
+
+    exit_code: int
+    stdout: bytes
+    stderr: bytes
+
+    @property
+    def output(self) -> bytes:
+        return self.stdout + self.stderr
+
+
+@attrs.frozen
+class LogEntry:
+    """One chunk of output as the container wrote it."""
+
+    time: float
+    stream: str  # "stdout" | "stderr"
+    data: bytes
+
+
+@attrs.frozen
+class Stats:
+    """Resource use read from the container's cgroups (None where unreadable)."""
+
+    memory_bytes: int | None
+    memory_peak_bytes: int | None
+    memory_limit_bytes: int | None
+    cpu_seconds: float | None
+    pids: int | None
+
+
+def _signal_number(sig: int | str) -> int:
+    if isinstance(sig, int):
+        return sig
+    name = sig.upper()
+    if not name.startswith("SIG"):
+        name = "SIG" + name
+    try:
+        return int(getattr(_signal, name))
+    except AttributeError:
+        raise ValueError(f"unknown signal {sig!r}") from None
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as fh:
+                out += [int(x) for x in fh.read().split()]
+        except OSError:
+            continue
+    return out
+
+
+def _lookup_user(stack: LayerStack, user: str) -> tuple[int, int]:
+    """uid and gid for "name", "uid", "name:group" or "uid:gid", from the image's files."""
+    name, _, group = user.partition(":")
+
+    def table(path: str) -> list[list[str]]:
+        data = stack.read_bytes(path) or b""
+        return [line.split(":") for line in data.decode("utf-8", "replace").splitlines() if line and line[0] != "#"]
+
+    if name.isdigit():
+        uid, gid = int(name), int(name)
+        for row in table("/etc/passwd"):
+            if len(row) > 3 and row[2] == name and row[3].isdigit():
+                gid = int(row[3])
+                break
+    else:
+        for row in table("/etc/passwd"):
+            if len(row) > 3 and row[0] == name and row[2].isdigit() and row[3].isdigit():
+                uid, gid = int(row[2]), int(row[3])
+                break
+        else:
+            raise SpecError(f"user {name!r} is not in the image's /etc/passwd", key="user")
+    if group:
+        if group.isdigit():
+            gid = int(group)
+        else:
+            for row in table("/etc/group"):
+                if len(row) > 2 and row[0] == group and row[2].isdigit():
+                    gid = int(row[2])
+                    break
+            else:
+                raise SpecError(f"group {group!r} is not in the image's /etc/group", key="user")
+    return uid, gid
+
+
+def _command(command: Command, default: Sequence[str] | None) -> list[str]:
+    if command is None:
+        if not default:
+            raise SpecError("no command given and the image has no cmd", key="command")
+        return list(default)
+    if isinstance(command, str):
+        return ["/bin/sh", "-c", command]
+    cmd = list(command)
+    if not cmd or not all(isinstance(a, str) for a in cmd):
+        raise SpecError(f"a command is a non-empty list of strings, not {command!r}", key="command")
+    if any("\0" in a for a in cmd):
+        raise SpecError("a command argument contains a NUL character", key="command")
+    return cmd
+
+
+@attrs.define(eq=False)
+class Container:
+    """A handle on one container. ``state``, ``exit_code`` and ``oom_killed``
+    are as of the last ``reload()`` (every method that changes the container
+    reloads); they never do I/O on attribute access."""
+
+    _collection: ContainerCollection = attrs.field(repr=False)
+    name: str
+    id: str
+    image: str  # the image reference it was created from
+    image_id: str = attrs.field(repr=False)
+    state: ContainerState = ContainerState.CREATED
+    exit_code: int | None = None
+    oom_killed: bool = False
+    started_at: float | None = attrs.field(default=None, repr=False)
+    finished_at: float | None = attrs.field(default=None, repr=False)
+
+    # -- reading -------------------------------------------------------------
+
+    @property
+    def dir(self) -> Path:
+        return self._collection._dir(self.name)
+
+    def _meta(self) -> dict[str, Any]:
+        try:
+            data: dict[str, Any] = read_json(self.dir / "meta.json")
+        except FileNotFoundError:
+            raise ContainerNotFound(f"container {self.name!r} no longer exists", name=self.name) from None
+        return data
+
+    def _raw_state(self) -> dict[str, Any] | None:
+        try:
+            data: dict[str, Any] = read_json(self.dir / "state.json")
+        except FileNotFoundError:
+            if not self.dir.exists():
+                raise ContainerNotFound(f"container {self.name!r} no longer exists", name=self.name) from None
+            return None
+        except ValueError:
+            return None
+        return data
+
+    def _shim_alive(self, st: dict[str, Any]) -> bool:
+        pid = st.get("shim_pid")
+        return bool(pid) and _shim.process_start_time(int(pid)) == st.get("shim_start")
+
+    def _frozen(self) -> bool:
+        layout = host_layout()
+        entry = layout.controllers.get("freezer")
+        cg = self._collection._cgroup_dir(self.name)
+        try:
+            if entry and entry[0] == "v1":
+                with open(os.path.join(entry[1], cg, "freezer.state")) as fh:
+                    return fh.read().strip() in ("FROZEN", "FREEZING")
+            unified = next((p for v, p in layout.controllers.values() if v == "v2"), None)
+            if unified:
+                with open(os.path.join(unified, cg, "cgroup.freeze")) as fh:
+                    return fh.read().strip() == "1"
+        except OSError:
+            return False
+        return False
+
+    def reload(self) -> Container:
+        """Read the container's state from disk. Raises ContainerNotFound."""
+        st = self._raw_state()
+        if st is None:
+            self.state = ContainerState.CREATED
+            self.exit_code, self.oom_killed = None, False
+            self.started_at = self.finished_at = None
+            return self
+        self.started_at = st.get("started_at")
+        if st.get("status") == "running" and self._shim_alive(st):
+            self.state = ContainerState.FROZEN if self._frozen() else ContainerState.RUNNING
+            self.exit_code, self.oom_killed, self.finished_at = None, False, None
+        elif st.get("status") == "running":
+            # The supervisor died without its last word (it was killed): the
+            # exit code is lost; the state is exited all the same.
+            self.state = ContainerState.EXITED
+            self.exit_code, self.oom_killed, self.finished_at = None, False, None
+        else:
+            self.state = ContainerState.EXITED
+            self.exit_code = st.get("exit_code")
+            self.oom_killed = bool(st.get("oom_killed"))
+            self.finished_at = st.get("finished_at")
+        return self
+
+    def status(self) -> str:
+        """The current state's name, read now ("created", "running", "paused", "exited")."""
+        return self.reload().state.value
+
+    def _expect(self, operation: str, *allowed: ContainerState) -> None:
+        self.reload()
+        if self.state not in allowed:
+            raise InvalidState(
+                f"cannot {operation} container {self.name!r}: it is {self.state.value}",
+                name=self.name,
+                state=self.state.value,
+                operation=operation,
+            )
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def start(self) -> Container:
+        """Start the main process. Raises InvalidState (already running), LXCError."""
+        with self._collection._lock(self.name):
+            self._expect("start", ContainerState.CREATED, ContainerState.EXITED)
+            meta = self._meta()
+            self._collection._launch(self.name, meta["command"], auto_remove=False)
+        return self.reload()
+
+    def _pids(self) -> tuple[int | None, int | None]:
+        """(init pid, main process pid) on the host, from the supervisor's records."""
+        st = self._raw_state() or {}
+        lxc_pid = st.get("lxc_pid")
+        if not lxc_pid or not self._shim_alive(st):
+            return None, None
+        for child in _children(int(lxc_pid)):
+            try:
+                with open(f"/proc/{child}/status") as fh:
+                    nspid = next((ln.split()[1:] for ln in fh if ln.startswith("NSpid:")), [])
+            except OSError:
+                continue
+            if nspid and nspid[-1] == "1":  # pid 1 of the container: liblxc's init
+                kids = _children(child)
+                return child, (kids[0] if kids else None)
+        return None, None
+
+    def kill(self, signal: int | str = "SIGKILL") -> None:
+        """Send ``signal`` to the main process (like ``docker kill``). Raises InvalidState."""
+        signum = _signal_number(signal)
+        self._expect("kill", ContainerState.RUNNING, ContainerState.FROZEN)
+        init, main = self._pids()
+        target = main or init
+        if target is None:
+            return  # it is exiting right now
+        if signum == _signal.SIGKILL and init:
+            target = init  # kills the whole pid namespace at once
+        if self.state is ContainerState.FROZEN:
+            self.unfreeze()
+        try:
+            os.kill(target, signum)
+        except ProcessLookupError:
+            pass
+
+    def stop(self, timeout: float = 10) -> int | None:
+        """SIGTERM to the main process, SIGKILL after ``timeout`` seconds; returns
+        the exit code. Raises InvalidState when it is not running."""
+        self._expect("stop", ContainerState.RUNNING, ContainerState.FROZEN)
+        if self.state is ContainerState.FROZEN:
+            self.unfreeze()
+        init, main = self._pids()
+        if main or init:
+            try:
+                os.kill(main or init or 0, _signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        try:
+            return self.wait(timeout=timeout)
+        except TimeoutExpired:
+            init, main = self._pids()
+            for pid in (init, main):
+                if pid:
+                    try:
+                        os.kill(pid, _signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+            return self.wait(timeout=30)
+
+    def restart(self, timeout: float = 10) -> Container:
+        """Stop (if running) and start again; the writable layer is kept."""
+        if self.status() in ("running", "paused"):
+            self.stop(timeout=timeout)
+        return self.start()
+
+    def freeze(self) -> None:
+        """Freeze every process (``docker pause``). Raises InvalidState, LXCError."""
+        self._expect("freeze", ContainerState.RUNNING)
+        self._collection._handle(self.name).freeze()
+        self.reload()
+
+    def unfreeze(self) -> None:
+        """Thaw a frozen container. Raises InvalidState, LXCError."""
+        self._expect("unfreeze", ContainerState.FROZEN)
+        self._collection._handle(self.name).unfreeze()
+        self.reload()
+
+    pause = freeze
+    unpause = unfreeze
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """Wait until the main process exits; return its exit code (None if the
+        supervisor was killed and the code is lost). Raises TimeoutExpired,
+        InvalidState (never started)."""
+        self.reload()
+        if self.state is ContainerState.CREATED:
+            raise InvalidState(
+                f"cannot wait for container {self.name!r}: it was never started",
+                name=self.name,
+                state=self.state.value,
+                operation="wait",
+            )
+        st = self._raw_state() or {}
+        if self.state is not ContainerState.EXITED:
+            pid = int(st["shim_pid"])
+            try:
+                pidfd = os.pidfd_open(pid)
+            except ProcessLookupError:
+                pidfd = None
+            if pidfd is not None:
+                try:
+                    # The pid may have been reused between reading and opening.
+                    if _shim.process_start_time(pid) == st.get("shim_start"):
+                        ready, _, _ = select.select([pidfd], [], [], timeout)
+                        if not ready:
+                            raise TimeoutExpired(
+                                f"container {self.name!r} still running after {timeout}s",
+                                operation="wait",
+                                timeout=timeout,
+                            )
+                finally:
+                    os.close(pidfd)
+            self.reload()
+        return self.exit_code
+
+    def remove(self, *, force: bool = False) -> None:
+        """Delete the container and its writable layer. A running container needs
+        ``force=True`` (it is killed). Raises InvalidState, ContainerNotFound."""
+        self.reload()
+        if self.state in (ContainerState.RUNNING, ContainerState.FROZEN):
+            if not force:
+                raise InvalidState(
+                    f"cannot remove container {self.name!r}: it is {self.state.value} (stop it or use force=True)",
+                    name=self.name,
+                    state=self.state.value,
+                    operation="remove",
+                )
+            self.kill("SIGKILL")
+            self.wait(timeout=30)
+        self._collection._delete(self.name)
+
+    def __enter__(self) -> Container:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.remove(force=True)
+        except ContainerNotFound:
+            pass
+
+    # -- exec ----------------------------------------------------------------
+
+    def exec_stream(
+        self,
+        cmd: Sequence[str] | str,
+        *,
+        env: Mapping[str, str] | None = None,
+        workdir: str | None = None,
+        user: str | None = None,
+        stdin: bytes | None = None,
+        timeout: float | None = None,
+    ) -> ExecStream:
+        """Run ``cmd`` in the running container; iterate the returned stream for
+        ``(stream_name, bytes)`` chunks as they come, then read ``.exit_code``.
+        Raises InvalidState (not running), SpecError (bad command or user), LXCError."""
+        argv = _command(cmd, None)
+        self._expect("exec in", ContainerState.RUNNING)
+        meta = self._meta()
+        handle = self._collection._handle(self.name)
+        for _ in range(2000):  # a container that was just started may still be STARTING
+            if handle.state() == "RUNNING":
+                break
+            time.sleep(0.005)
+        init, _ = self._pids()
+        if user is None:
+            uid, gid = meta["uid"], meta["gid"]
+        else:
+            root = Path(f"/proc/{init}/root") if init else None
+            stack = LayerStack([root] if root else [])
+            uid, gid = _lookup_user(stack, user)
+        full_env = {"PATH": DEFAULT_PATH, "HOSTNAME": self.name, "HOME": "/root" if uid == 0 else "/"}
+        full_env.update(meta["env"])
+        full_env.update(env or {})
+        return ExecStream(handle, argv, full_env, workdir or meta["workdir"], uid, gid, stdin, timeout)
+
+    def exec(
+        self,
+        cmd: Sequence[str] | str,
+        *,
+        env: Mapping[str, str] | None = None,
+        workdir: str | None = None,
+        user: str | None = None,
+        stdin: bytes | None = None,
+        timeout: float | None = None,
+    ) -> ExecResult:
+        """Run ``cmd`` in the running container and wait: ``ExecResult(exit_code,
+        stdout, stderr)``. A timeout kills the command and raises TimeoutExpired.
+        Raises InvalidState, SpecError, LXCError."""
+        stream = self.exec_stream(cmd, env=env, workdir=workdir, user=user, stdin=stdin, timeout=timeout)
+        out: list[bytes] = []
+        err: list[bytes] = []
+        for name, chunk in stream:
+            (out if name == "stdout" else err).append(chunk)
+        assert stream.exit_code is not None
+        return ExecResult(stream.exit_code, b"".join(out), b"".join(err))
+
+    # -- logs ----------------------------------------------------------------
+
+    def log_entries(self, *, since: float | None = None) -> list[LogEntry]:
+        """Every chunk the main process wrote, with its time and stream."""
+        entries, _ = _read_log(self.dir / "log", 0)
+        if since is not None:
+            entries = [e for e in entries if e.time >= since]
+        return entries
+
+    def logs(
+        self,
+        *,
+        stdout: bool = True,
+        stderr: bool = True,
+        tail: int | None = None,
+        since: float | None = None,
+        timestamps: bool = False,
+        follow: bool = False,
+        timeout: float | None = None,
+    ) -> Any:
+        """The main process's output: bytes; with ``follow=True`` an iterator of
+        bytes chunks that ends when the container exits (or raises
+        TimeoutExpired after ``timeout`` seconds, never hanging forever).
+        ``tail=N`` keeps the last N lines; ``since`` is a unix time."""
+        streams = {s for s, on in (("stdout", stdout), ("stderr", stderr)) if on}
+        if follow:
+            return self._follow(streams, tail, since, timestamps, timeout)
+        entries = [e for e in self.log_entries(since=since) if e.stream in streams]
+        return b"".join(_render(_tail(entries, tail), timestamps))
+
+    def _follow(
+        self, streams: set[str], tail: int | None, since: float | None, timestamps: bool, timeout: float | None
+    ) -> Iterator[bytes]:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        path = self.dir / "log"
+        entries, offset = _read_log(path, 0)
+        entries = [e for e in entries if e.stream in streams and (since is None or e.time >= since)]
+        yield from _render(_tail(entries, tail), timestamps)
+        delay = 0.005
+        while True:
+            running = self.status() in ("running", "paused")
+            new, offset = _read_log(path, offset)
+            if new:
+                delay = 0.005
+                yield from _render([e for e in new if e.stream in streams], timestamps)
+                continue
+            if not running:
+                # One last read: the supervisor writes the last records before its state.
+                new, offset = _read_log(path, offset)
+                yield from _render([e for e in new if e.stream in streams], timestamps)
+                return
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutExpired(
+                    f"following the logs of {self.name!r}: still running after {timeout}s",
+                    operation="logs",
+                    timeout=timeout,
+                )
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    # -- resources -------------------------------------------------------------
+
+    def stats(self) -> Stats:
+        """Memory (current, peak, limit), CPU seconds and pid count from the
+        container's cgroups. Raises InvalidState when it is not running."""
+        self._expect("read stats of", ContainerState.RUNNING, ContainerState.FROZEN)
+        return self._collection._stats(self.name)
+
+    def inspect(self) -> dict[str, Any]:
+        """Everything known about the container, as plain data (``docker inspect``)."""
+        self.reload()
+        meta = self._meta()
+        return {
+            "id": self.id,
+            "name": self.name,
+            "image": self.image,
+            "image_id": self.image_id,
+            "state": self.state.value,
+            "exit_code": self.exit_code,
+            "oom_killed": self.oom_killed,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "created": meta["created"],
+            "command": meta["command"],
+            "env": meta["env"],
+            "workdir": meta["workdir"],
+            "user": meta["user"],
+            "network": meta["network"],
+            "limits": meta["limits"],
+            "mounts": meta["mounts"],
+            "dir": str(self.dir),
+        }
+
+    def __repr__(self) -> str:
+        return f"<Container {self.name} {self.state.value} image={self.image} id={self.id[:12]}>"
+
+    def _repr_html_(self) -> str:
+        self.reload()
+        meta = self._meta()
+        rows = [
+            ("name", self.name),
+            ("id", self.id[:12]),
+            ("image", self.image),
+            ("state", self.state.value + (f" (exit {self.exit_code})" if self.exit_code is not None else "")),
+            ("command", " ".join(meta["command"])),
+            ("limits", ", ".join(f"{k}={v}" for k, v in meta["limits"].items()) or "none"),
+            ("network", meta["network"]),
+        ]
+        if self.state is ContainerState.RUNNING:
+            s = self.stats()
+            rows.append(("memory", f"{(s.memory_bytes or 0) / 1048576:.1f} MiB"))
+            rows.append(("cpu", f"{(s.cpu_seconds or 0):.2f} s"))
+            rows.append(("pids", str(s.pids)))
+        body = "".join(f"<tr><th style='text-align:left'>{k}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
+        return f"<table>{body}</table>"
+
+
+class ExecStream:
+    """Output of an exec as it comes: iterate for ``(stream, bytes)``; afterwards
+    ``exit_code`` is set. Never loses the exit code, never hangs past ``timeout``."""
+
+    def __init__(
+        self,
+        handle: _liblxc.Handle,
+        argv: list[str],
+        env: dict[str, str],
+        workdir: str,
+        uid: int,
+        gid: int,
+        stdin: bytes | None,
+        timeout: float | None,
+    ) -> None:
+        self.argv = argv
+        self.exit_code: int | None = None
+        self._timeout = timeout
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        in_r, in_w = os.pipe()
+        try:
+            self.pid = handle.attach(
+                argv, env=env, cwd=workdir, uid=uid, gid=gid, stdin=in_r, stdout=out_w, stderr=err_w
+            )
+        except BaseException:
+            for fd in (out_r, err_r, in_w):
+                os.close(fd)
+            raise
+        finally:
+            for fd in (out_w, err_w, in_r):
+                os.close(fd)
+        self._fds = {out_r: "stdout", err_r: "stderr"}
+        if stdin:
+            # A thread, so a large input cannot deadlock against unread output.
+            def feed() -> None:
+                try:
+                    os.write(in_w, stdin)
+                except OSError:
+                    pass
+                finally:
+                    os.close(in_w)
+
+            threading.Thread(target=feed, daemon=True).start()
+        else:
+            os.close(in_w)
+        self._started = time.monotonic()
+
+    def __iter__(self) -> Iterator[tuple[str, bytes]]:
+        sel = selectors.DefaultSelector()
+        for fd in self._fds:
+            sel.register(fd, selectors.EVENT_READ)
+        try:
+            while sel.get_map():
+                left = None if self._timeout is None else self._timeout - (time.monotonic() - self._started)
+                if left is not None and left <= 0:
+                    self._kill()
+                    raise TimeoutExpired(
+                        f"exec {self.argv!r} still running after {self._timeout}s: killed",
+                        operation="exec",
+                        timeout=self._timeout,
+                    )
+                for key, _ in sel.select(left):
+                    fd = int(key.fd)  # type: ignore[arg-type]
+                    data = os.read(fd, 65536)
+                    if not data:
+                        sel.unregister(fd)
+                        os.close(fd)
+                        continue
+                    yield self._fds[fd], data
+        finally:
+            for fd in list(sel.get_map()):
+                sel.unregister(fd)
+                os.close(fd)
+            sel.close()
+        self.wait()
+
+    def _kill(self) -> None:
+        try:
+            os.kill(self.pid, _signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.wait()
+
+    def wait(self) -> int:
+        """Wait for the command (after the output is read); return its exit code."""
+        if self.exit_code is None:
+            _, status = os.waitpid(self.pid, 0)
+            self.exit_code = os.waitstatus_to_exitcode(status)
+            if self.exit_code < 0:
+                self.exit_code = 128 - self.exit_code
+        return self.exit_code
+
+
+def _read_log(path: Path, offset: int) -> tuple[list[LogEntry], int]:
+    """Whole records from ``offset`` on; returns them and the offset after the last whole one."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            data = fh.read()
+    except FileNotFoundError:
+        return [], offset
+    entries = []
+    pos = 0
+    size = _shim.RECORD.size
+    while pos + size <= len(data):
+        ts, stream, length = _shim.RECORD.unpack_from(data, pos)
+        if pos + size + length > len(data):
+            break  # a record still being written
+        entries.append(LogEntry(ts, "stdout" if stream == _shim.STDOUT else "stderr", data[pos + size : pos + size + length]))
+        pos += size + length
+    return entries, offset + pos
+
+
+def _tail(entries: list[LogEntry], tail: int | None) -> list[LogEntry]:
+    if tail is None:
+        return entries
+    if tail <= 0:
+        return []
+    # Count lines from the end; a chunk may hold several.
+    out: list[LogEntry] = []
+    lines = 0
+    for e in reversed(entries):
+        n = e.data.count(b"\n") or 1
+        if lines + n > tail:
+            keep = tail - lines
+            if keep > 0:
+                parts = e.data.splitlines(keepends=True)
+                out.append(LogEntry(e.time, e.stream, b"".join(parts[-keep:])))
+            break
+        out.append(e)
+        lines += n
+    return list(reversed(out))
+
+
+def _render(entries: list[LogEntry], timestamps: bool) -> list[bytes]:
+    if not timestamps:
+        return [e.data for e in entries]
+    out = []
+    for e in entries:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(e.time)) + f".{int(e.time % 1 * 1e6):06d}Z "
+        out += [stamp.encode() + line for line in e.data.splitlines(keepends=True)]
+    return out
+
+
+class ContainerCollection:
+    """``engine.containers``: create, run, get and list containers."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._store = engine.store
+
+    # -- paths and helpers -----------------------------------------------------
+
+    def _dir(self, name: str) -> Path:
+        return self._store.containers_dir / name
+
+    def _cgroup_dir(self, name: str) -> str:
+        return f"pylxcore-{self._store.root_id}-{name}"
+
+    def _lock(self, name: str) -> Any:
+        return self._store.lock(f"ctr-{name}")
+
+    def _handle(self, name: str) -> _liblxc.Handle:
+        return _liblxc.Handle(name, str(self._store.containers_dir))
+
+    def _load(self, name: str) -> Container:
+        try:
+            meta = read_json(self._dir(name) / "meta.json")
+        except (FileNotFoundError, NotADirectoryError):
+            raise ContainerNotFound(f"no container {name!r} in {self._store.root}", name=name) from None
+        except ValueError as err:
+            raise StorageError(f"container {name!r} has an unreadable record: {err}", path=str(self._dir(name))) from err
+        return Container(self, meta["name"], meta["id"], meta["image"], meta["image_id"]).reload()
+
+    def _metas(self) -> list[dict[str, Any]]:
+        out = []
+        for d in self._store.containers_dir.iterdir():
+            try:
+                out.append(read_json(d / "meta.json"))
+            except (OSError, ValueError):
+                continue
+        return out
+
+    def _layers_in_use(self) -> set[str]:
+        return {k for m in self._metas() for k in m.get("layers", [])}
+
+    def _images_in_use(self) -> set[str]:
+        return {m["image_id"] for m in self._metas()}
+
+    def _users_of(self, image_id: str) -> list[str]:
+        return [m["name"] for m in self._metas() if m.get("image_id") == image_id]
+
+    # -- public ----------------------------------------------------------------
+
+    def get(self, name: str) -> Container:
+        """The container named ``name`` (or with that id or id prefix). Raises ContainerNotFound."""
+        if not isinstance(name, str):
+            raise TypeError(f"a container name is a str, not {type(name).__name__}")
+        try:
+            validate_container_name(name)
+            if (self._dir(name) / "meta.json").exists():
+                return self._load(name)
+        except SpecError:
+            pass
+        if len(name) >= 4:
+            matches = [m for m in self._metas() if m["id"].startswith(name)]
+            if len(matches) == 1:
+                return self._load(matches[0]["name"])
+        raise ContainerNotFound(f"no container {name!r} in {self._store.root}", name=name)
+
+    def exists(self, name: str) -> bool:
+        try:
+            self.get(name)
+        except ContainerNotFound:
+            return False
+        return True
+
+    def list(self, *, all: bool = False) -> list[Container]:  # noqa: A002  (docker-py's name)
+        """Running containers, or every container with ``all=True``; oldest first."""
+        out = []
+        metas = sorted(self._metas(), key=lambda m: m.get("created", 0))
+        for m in metas:
+            try:
+                c = self._load(m["name"])
+            except (ContainerNotFound, StorageError):
+                continue  # removed while we looked
+            if all or c.state in (ContainerState.RUNNING, ContainerState.FROZEN):
+                out.append(c)
+        return out
+
+    def create(
+        self,
+        image: str,
+        command: Command = None,
+        *,
+        name: str | None = None,
+        env: Mapping[str, str] | None = None,
+        workdir: str | None = None,
+        user: str | None = None,
+        limits: Limits | None = None,
+        mounts: Sequence[Mount] = (),
+        network: str = "none",
+        labels: Mapping[str, str] | None = None,
+    ) -> Container:
+        """Provision a container from a built image, without starting it: an
+        overlay of the image's layers plus an empty writable layer (no copy).
+
+        Raises ImageNotFound, Conflict (name taken), SpecError (bad name,
+        command, env, mount or user), LimitError (a limit the host cannot enforce).
+        """
+        record = self._engine.images.record(image)
+        cfg = record["config"]
+        if name is None:
+            name = "px-" + secrets.token_hex(5)
+        validate_container_name(name)
+        argv = _command(command, cfg.get("cmd"))
+        merged_env = dict(cfg.get("env") or {})
+        for k, v in (env or {}).items():
+            if not isinstance(k, str) or not isinstance(v, str) or not k or "=" in k or "\0" in k + v or "\n" in v:
+                raise SpecError(f"bad environment variable {k!r}={v!r}", key=f"env.{k}")
+            merged_env[k] = v
+        if network not in ("none", "host"):
+            raise SpecError(f"network must be 'none' or 'host', not {network!r}", key="network")
+        if limits is not None and not isinstance(limits, Limits):
+            raise TypeError(f"limits must be a Limits, not {type(limits).__name__}")
+        eff_limits = Limits.from_dict(cfg.get("limits") or {}).merged(limits or Limits())
+        mounts = list(mounts)
+        for i, m in enumerate(mounts):
+            if not isinstance(m, Mount):
+                raise TypeError(f"mounts[{i}] must be a Mount, not {type(m).__name__}")
+            if not os.path.exists(m.source):
+                raise SpecError(f"mount source {m.source!r} does not exist", key=f"mounts[{i}].source")
+        workdir = workdir or cfg.get("workdir") or "/"
+        if not workdir.startswith("/"):
+            raise SpecError(f"workdir must be an absolute path, not {workdir!r}", key="workdir")
+        user = user or cfg.get("user") or "root"
+        layers = list(record["layers"])
+        stack = LayerStack([self._store.layer_dir(k) / "fs" for k in reversed(layers)])
+        uid, gid = (0, 0) if user in ("root", "0", "0:0") else _lookup_user(stack, user)
+
+        d = self._dir(name)
+        with self._store.lock("gc", shared=True):
+            try:
+                d.mkdir()
+            except FileExistsError:
+                raise Conflict(f"a container named {name!r} already exists", name=name) from None
+            try:
+                (d / "upper").mkdir()
+                run_cfg = RunConfig(
+                    name=name,
+                    rootfs=overlay_spec([self._store.short_path(k) for k in reversed(layers)], d / "upper"),
+                    cgroup_dir=self._cgroup_dir(name),
+                    env=sorted(merged_env.items()),
+                    cwd=workdir,
+                    uid=uid,
+                    gid=gid,
+                    network="host" if network == "host" else "none",
+                    mounts=mounts,
+                    limits=eff_limits,
+                    log_file=str(d / "lxc.log"),
+                    oom_file=str(d / "oom"),
+                )
+                (d / "config").write_text(render(run_cfg, host_layout()))
+                meta = {
+                    "id": secrets.token_hex(32),
+                    "name": name,
+                    "image": image,
+                    "image_id": record["id"],
+                    "layers": layers,
+                    "command": argv,
+                    "env": merged_env,
+                    "workdir": workdir,
+                    "user": user,
+                    "uid": uid,
+                    "gid": gid,
+                    "network": network,
+                    "limits": eff_limits.to_dict(),
+                    "mounts": [attrs.asdict(m) for m in mounts],
+                    "labels": dict(labels or {}),
+                    "created": time.time(),
+                }
+                atomic_write(d / "meta.json", canonical_json(meta))
+            except BaseException:
+                rmtree(d)
+                raise
+        return self._load(name)
+
+    def run(
+        self,
+        image: str,
+        command: Command = None,
+        *,
+        detach: bool = False,
+        remove: bool = False,
+        check: bool = False,
+        timeout: float | None = None,
+        name: str | None = None,
+        env: Mapping[str, str] | None = None,
+        workdir: str | None = None,
+        user: str | None = None,
+        limits: Limits | None = None,
+        mounts: Sequence[Mount] = (),
+        network: str = "none",
+        labels: Mapping[str, str] | None = None,
+    ) -> Any:
+        """Create and start a container.
+
+        ``detach=True`` returns the running ``Container`` (with ``remove=True``
+        it removes itself when it exits). ``detach=False`` waits and returns
+        ``ExecResult(exit_code, stdout, stderr)``; ``check=True`` raises
+        ContainerError on a non-zero exit; ``timeout`` kills it and raises
+        TimeoutExpired. Raises what ``create`` and ``start`` raise.
+        """
+        c = self.create(
+            image, command, name=name, env=env, workdir=workdir, user=user, limits=limits,
+            mounts=mounts, network=network, labels=labels,
+        )
+        try:
+            with self._lock(c.name):
+                self._launch(c.name, self._load(c.name)._meta()["command"], auto_remove=detach and remove)
+        except BaseException:
+            self._delete(c.name)
+            raise
+        if detach:
+            return c.reload()
+        try:
+            try:
+                code = c.wait(timeout=timeout)
+            except TimeoutExpired:
+                c.kill("SIGKILL")
+                c.wait(timeout=30)
+                raise
+            result = ExecResult(
+                code if code is not None else -1, c.logs(stderr=False), c.logs(stdout=False)
+            )
+        finally:
+            if remove:
+                c.remove(force=True)
+        if check and result.exit_code != 0:
+            raise ContainerError(
+                container=c.name,
+                exit_status=result.exit_code,
+                command=c._meta()["command"] if not remove else [],
+                image=image,
+                stdout=result.stdout,
+                stderr=result.stderr,
+            )
+        return result
+
+    # -- internals -------------------------------------------------------------
+
+    def _launch(self, name: str, argv: list[str], *, auto_remove: bool) -> None:
+        d = self._dir(name)
+        run = {"argv": _liblxc.execute_argv(name, str(self._store.containers_dir), argv), "auto_remove": auto_remove}
+        atomic_write(d / "run.json", json.dumps(run))
+        proc = subprocess.run(
+            [sys.executable, "-I", "-S", _SHIM, str(d)],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise LXCError(
+                f"could not start container {name!r}: {proc.stderr.decode(errors='replace').strip()}",
+                operation="start",
+                container=name,
+                detail=proc.stderr.decode(errors="replace"),
+            )
+
+    def _stats(self, name: str) -> Stats:
+        layout = host_layout()
+        cg = self._cgroup_dir(name)
+
+        def read(controller: str, v1file: str, v2file: str) -> str | None:
+            entry = layout.controllers.get(controller)
+            if entry is None:
+                return None
+            path = os.path.join(entry[1], cg, v1file if entry[0] == "v1" else v2file)
+            try:
+                with open(path) as fh:
+                    return fh.read().strip()
+            except OSError:
+                return None
+
+        def as_int(text: str | None) -> int | None:
+            return int(text) if text and text.lstrip("-").isdigit() else None
+
+        cpu: float | None = None
+        usage = read("cpuacct", "cpuacct.usage", "cpu.stat")
+        if usage and usage.isdigit():
+            cpu = int(usage) / 1e9
+        elif usage:
+            fields = dict(line.split() for line in usage.splitlines() if len(line.split()) == 2)
+            cpu = int(fields.get("usage_usec", 0)) / 1e6
+        limit = as_int(read("memory", "memory.limit_in_bytes", "memory.max"))
+        return Stats(
+            memory_bytes=as_int(read("memory", "memory.usage_in_bytes", "memory.current")),
+            memory_peak_bytes=as_int(read("memory", "memory.max_usage_in_bytes", "memory.peak")),
+            memory_limit_bytes=limit if limit is not None and limit < 1 << 60 else None,
+            cpu_seconds=cpu,
+            pids=as_int(read("pids", "pids.current", "pids.current")),
+        )
+
+    def _delete(self, name: str) -> None:
+        d = self._dir(name)
+        with self._lock(name):
+            if not d.exists():
+                return
+            # Rename first: readers see the container or nothing, never half of it.
+            doomed = self._store.staging_dir("rm-ctr")
+            os.rename(d, doomed / name)
+            rmtree(doomed)
+        self._remove_cgroups(name)
+
+    def _remove_cgroups(self, name: str) -> None:
+        """liblxc removes a container's cgroups when it stops; this sweeps what a
+        crash may have left (empty dirs only: rmdir fails on a live cgroup)."""
+        prefix = self._cgroup_dir(name)
+        for _, base in set(host_layout().controllers.values()):
+            for suffix in ("", ".monitor"):
+                try:
+                    os.rmdir(os.path.join(base, prefix + suffix))
+                except OSError:
+                    pass
+
+
+__all__ = ["Container", "ContainerCollection", "ContainerState", "ExecResult", "ExecStream", "LogEntry", "Stats"]

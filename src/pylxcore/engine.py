@@ -1,0 +1,95 @@
+"""The engine: one store root, its images and containers. No daemon: the files
+under the root are the whole state, and any number of processes may share it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import attrs
+
+from .containers import ContainerCollection
+from .images import ImageCollection
+from .store import Store
+
+DEFAULT_ROOT = "/var/lib/pylxcore"
+
+
+@attrs.frozen
+class PruneReport:
+    """What ``Engine.prune()`` removed."""
+
+    containers: tuple[str, ...]
+    images: tuple[str, ...]
+    layers: tuple[str, ...]
+    bytes_freed: int
+
+
+class Engine:
+    """Entry point: ``Engine(root=...)``; the root defaults to ``$PYLXCORE_ROOT``,
+    else /var/lib/pylxcore. Engines with different roots never see each other.
+
+    Raises StorageError when the root cannot be created.
+    """
+
+    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+        if root is None:
+            root = os.environ.get("PYLXCORE_ROOT") or DEFAULT_ROOT
+        self.store = Store(root)
+        self.images = ImageCollection(self)
+        self.containers = ContainerCollection(self)
+
+    @property
+    def root(self) -> Path:
+        return self.store.root
+
+    def __repr__(self) -> str:
+        return f"<Engine root={str(self.root)!r}>"
+
+    def _referenced_layers(self) -> set[str]:
+        keys: set[str] = set()
+        for image_id in self.store.image_ids():
+            record = self.store.get_image_record(image_id)
+            if record:
+                keys.update(record["layers"])
+        keys.update(self.containers._layers_in_use())
+        return keys
+
+    def _gc_layers(self) -> list[str]:
+        """Delete layers no image and no container uses. Caller holds lock("gc")."""
+        used = self._referenced_layers()
+        removed = []
+        for key in self.store.layer_keys():
+            if key not in used:
+                self.store.remove_layer(key)
+                removed.append(key)
+        return removed
+
+    def prune(self) -> PruneReport:
+        """Remove stopped containers, untagged images no container uses, and
+        layers nothing references. Returns what was freed. Raises StorageError."""
+        from .store import dir_size
+
+        containers = []
+        for c in self.containers.list(all=True):
+            if c.status() in ("exited", "created"):
+                c.remove()
+                containers.append(c.name)
+        images = []
+        freed = 0
+        with self.store.lock("gc"):
+            with self.store.lock("refs"):
+                tagged = set(self.store.read_refs().values())
+            in_use = self.containers._images_in_use()
+            for image_id in self.store.image_ids():
+                if image_id not in tagged and image_id not in in_use:
+                    self.store.remove_image_record(image_id)
+                    images.append(image_id)
+            used = self._referenced_layers()
+            layers = []
+            for key in self.store.layer_keys():
+                if key not in used:
+                    freed += dir_size(self.store.layer_dir(key))
+                    self.store.remove_layer(key)
+                    layers.append(key)
+        return PruneReport(tuple(containers), tuple(images), tuple(layers), freed)

@@ -1,0 +1,187 @@
+"""The error hierarchy of SPEC.md section 4: one root, structured fields.
+
+Every error keeps its constructor arguments in ``args`` so it pickles (it can
+cross a process boundary, e.g. from a multiprocessing worker), and exposes
+them as attributes a program can read instead of parsing the message.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+__all__ = [
+    "PylxcoreError",
+    "SpecError",
+    "NotFound",
+    "ImageNotFound",
+    "ContainerNotFound",
+    "Conflict",
+    "InvalidState",
+    "BuildError",
+    "ContainerError",
+    "LimitError",
+    "StorageError",
+    "LXCError",
+    "TimeoutExpired",
+]
+
+
+class PylxcoreError(Exception):
+    """Root of every error pylxcore raises on purpose."""
+
+    def __init__(self, message: str, **fields: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        for key, value in fields.items():
+            setattr(self, key, value)
+        self._fields = fields
+
+    def __reduce__(self) -> Any:
+        return (_rebuild, (type(self), self.message, self._fields))
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _rebuild(cls: type[PylxcoreError], message: str, fields: dict[str, Any]) -> PylxcoreError:
+    err = cls.__new__(cls)
+    PylxcoreError.__init__(err, message, **fields)
+    return err
+
+
+class SpecError(PylxcoreError, ValueError):
+    """An image spec (Python or YAML) is wrong.
+
+    Fields: ``path`` (file or None), ``line`` (1-based or None), ``key``
+    (the key path like ``layers[2].copy.src`` or ""), ``reason``.
+    """
+
+    def __init__(
+        self, reason: str, *, key: str = "", path: str | None = None, line: int | None = None
+    ) -> None:
+        where = ""
+        if path:
+            where = f"{path}:{line}: " if line else f"{path}: "
+        elif line:
+            where = f"line {line}: "
+        text = f"{where}{key}: {reason}" if key else f"{where}{reason}"
+        super().__init__(text, reason=reason, key=key, path=path, line=line)
+
+
+class NotFound(PylxcoreError, LookupError):
+    """Something named does not exist. Field: ``name``."""
+
+    def __init__(self, message: str, *, name: str = "") -> None:
+        super().__init__(message, name=name)
+
+
+class ImageNotFound(NotFound):
+    """No image by that name, tag or id."""
+
+
+class ContainerNotFound(NotFound):
+    """No container by that name or id."""
+
+
+class Conflict(PylxcoreError):
+    """The name is taken, or the object is in use. Field: ``name``."""
+
+    def __init__(self, message: str, *, name: str = "") -> None:
+        super().__init__(message, name=name)
+
+
+class InvalidState(PylxcoreError):
+    """The operation does not fit the object's state. Fields: ``name``, ``state``, ``operation``."""
+
+    def __init__(self, message: str, *, name: str = "", state: str = "", operation: str = "") -> None:
+        super().__init__(message, name=name, state=state, operation=operation)
+
+
+class BuildError(PylxcoreError):
+    """A layer failed to build.
+
+    Fields: ``layer_index`` (0 is the first layer after the base), ``instruction``,
+    ``exit_code`` (None when no process ran), ``output_tail`` (last lines of output).
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        layer_index: int | None = None,
+        instruction: str = "",
+        exit_code: int | None = None,
+        output_tail: Sequence[str] = (),
+    ) -> None:
+        text = reason
+        if layer_index is not None:
+            text = f"layer {layer_index} ({instruction}): {reason}"
+        if output_tail:
+            text += "\n" + "\n".join("  | " + line for line in output_tail)
+        super().__init__(
+            text,
+            reason=reason,
+            layer_index=layer_index,
+            instruction=instruction,
+            exit_code=exit_code,
+            output_tail=list(output_tail),
+        )
+
+
+class ContainerError(PylxcoreError):
+    """A container run with ``detach=False`` exited non-zero.
+
+    Fields: ``container`` (name), ``exit_status``, ``command``, ``image``, ``stdout``, ``stderr``.
+    """
+
+    def __init__(
+        self,
+        *,
+        container: str,
+        exit_status: int,
+        command: Sequence[str],
+        image: str,
+        stdout: bytes = b"",
+        stderr: bytes = b"",
+    ) -> None:
+        tail = stderr.decode("utf-8", "replace").strip().splitlines()[-5:]
+        text = f"command {list(command)!r} in container {container!r} (image {image}) exited with {exit_status}"
+        if tail:
+            text += ": " + " / ".join(tail)
+        super().__init__(
+            text,
+            container=container,
+            exit_status=exit_status,
+            command=list(command),
+            image=image,
+            stdout=stdout,
+            stderr=stderr,
+        )
+
+
+class LimitError(PylxcoreError):
+    """A resource limit is invalid or cannot be enforced on this host. Fields: ``limit``, ``value``."""
+
+    def __init__(self, message: str, *, limit: str = "", value: object = None) -> None:
+        super().__init__(message, limit=limit, value=value)
+
+
+class StorageError(PylxcoreError):
+    """The store on disk cannot do what was asked (full disk, corrupt data). Field: ``path``."""
+
+    def __init__(self, message: str, *, path: str = "") -> None:
+        super().__init__(message, path=path)
+
+
+class LXCError(PylxcoreError):
+    """liblxc refused or failed. Fields: ``operation``, ``container``, ``detail``."""
+
+    def __init__(self, message: str, *, operation: str = "", container: str = "", detail: str = "") -> None:
+        super().__init__(message, operation=operation, container=container, detail=detail)
+
+
+class TimeoutExpired(PylxcoreError, TimeoutError):
+    """A wait ran out of time. Fields: ``operation``, ``timeout``."""
+
+    def __init__(self, message: str, *, operation: str = "", timeout: float | None = None) -> None:
+        super().__init__(message, operation=operation, timeout=timeout)

@@ -1,0 +1,264 @@
+"""Built images: the ``BuiltImage`` value and ``engine.images``."""
+
+from __future__ import annotations
+
+import html
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from .build import Builder, Progress, StepResult
+from .errors import Conflict, ImageNotFound, SpecError
+from .spec import Image, Limits, validate_image_ref
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+
+@attrs.frozen
+class ImageConfig:
+    """What a container of the image runs with, unless told otherwise."""
+
+    env: dict[str, str]
+    workdir: str
+    user: str
+    cmd: tuple[str, ...] | None
+    labels: dict[str, str]
+    limits: Limits
+
+    @classmethod
+    def from_record(cls, data: dict[str, Any]) -> ImageConfig:
+        cmd = data.get("cmd")
+        return cls(
+            env=dict(data.get("env") or {}),
+            workdir=data.get("workdir") or "/",
+            user=data.get("user") or "root",
+            cmd=tuple(cmd) if cmd is not None else None,
+            labels=dict(data.get("labels") or {}),
+            limits=Limits.from_dict(data.get("limits") or {}),
+        )
+
+
+def _human(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
+
+
+@attrs.frozen
+class BuiltImage:
+    """An image in the store: its id, tags, layers and runtime config.
+
+    ``layers`` has one entry per step (the base first); ``layer_keys`` lists
+    only the layers with files, bottom first: what a container's root stacks.
+    """
+
+    id: str
+    tags: tuple[str, ...]
+    layers: tuple[StepResult, ...]
+    layer_keys: tuple[str, ...]
+    config: ImageConfig
+    created: float
+
+    @property
+    def short_id(self) -> str:
+        return self.id.split(":", 1)[-1][:12]
+
+    @property
+    def name(self) -> str:
+        """The first tag, or the short id of an untagged image."""
+        return self.tags[0] if self.tags else self.short_id
+
+    @property
+    def size(self) -> int:
+        return sum(step.size for step in self.layers)
+
+    def __repr__(self) -> str:
+        return f"<BuiltImage {self.name} id={self.short_id} layers={len(self.layer_keys)} size={_human(self.size)}>"
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            "<tr>"
+            f"<td>{s.index}</td><td><code>{html.escape(s.instruction[:80])}</code></td>"
+            f"<td><code>{s.digest.split(':')[-1][:12]}</code></td><td>{_human(s.size)}</td>"
+            f"<td>{'cached' if s.cached else 'built'}</td><td>{s.seconds:.2f}s</td>"
+            "</tr>"
+            for s in self.layers
+        )
+        cmd = html.escape(" ".join(self.config.cmd)) if self.config.cmd else "-"
+        return (
+            f"<table><caption><b>{html.escape(self.name)}</b> <code>{self.short_id}</code> "
+            f"{_human(self.size)}, cmd: <code>{cmd}</code></caption>"
+            "<tr><th>#</th><th>step</th><th>digest</th><th>size</th><th>cache</th><th>time</th></tr>"
+            f"{rows}</table>"
+        )
+
+
+class ImageCollection:
+    """``engine.images``: build, find, tag and remove images."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._store = engine.store
+        self._builder = Builder(engine.store)
+
+    def build(
+        self,
+        image: Image,
+        *,
+        context: str | os.PathLike[str] | None = None,
+        no_cache: bool = False,
+        progress: Progress = None,
+    ) -> BuiltImage:
+        """Build ``image`` (from cache where possible) and tag it with ``image.name``.
+
+        ``context`` is the folder ``copy`` sources are relative to (default: the
+        image's own context, from ``Image.load``, else the current folder).
+        ``progress=True`` prints each step; a callable receives ``BuildEvent``s.
+
+        Raises BuildError (a step failed: nothing of it is left behind),
+        SpecError (a copy source outside the context), ImageNotFound (an
+        ``image:`` base that is not built), StorageError.
+        """
+        if not isinstance(image, Image):
+            raise TypeError(f"build() takes an Image, not {type(image).__name__}")
+        started = time.monotonic()
+        # Shared: many builds at once; prune takes it exclusively, so it can
+        # never delete a layer that a build in progress stands on.
+        with self._store.lock("gc", shared=True):
+            image_id, record, results = self._builder.build(image, context=context, no_cache=no_cache, progress=progress)
+            self._store.put_image(image_id, record)
+            with self._store.lock("refs"):
+                refs = self._store.read_refs()
+                refs[image.name] = image_id
+                self._store.write_refs(refs)
+        if progress:
+            from .build import BuildEvent, _emitter
+
+            _emitter(progress)(
+                BuildEvent("done", len(results), len(results), seconds=time.monotonic() - started, image_id=image_id)
+            )
+        return self._from_record(record, refs, results)
+
+    def _from_record(self, record: dict[str, Any], refs: dict[str, str], results: list[StepResult] | None = None) -> BuiltImage:
+        image_id = record["id"]
+        if results is None:
+            sizes = {}
+            for key in record["layers"]:
+                try:
+                    sizes[key] = self._store.get_layer(key).size
+                except Exception:  # noqa: BLE001  (a listing shows what it can)
+                    sizes[key] = 0
+            results = [
+                StepResult(i, h["instruction"], h["key"], sizes.get(h["key"], 0), True, 0.0, h["key"] in sizes)
+                for i, h in enumerate(record.get("history", []))
+            ]
+        return BuiltImage(
+            id=image_id,
+            tags=tuple(sorted(name for name, iid in refs.items() if iid == image_id)),
+            layers=tuple(results),
+            layer_keys=tuple(record["layers"]),
+            config=ImageConfig.from_record(record["config"]),
+            created=float(record.get("created", 0.0)),
+        )
+
+    def _resolve(self, ref: str) -> tuple[str, dict[str, str]]:
+        """(image id, refs) for a name[:tag], a full id, or an unambiguous id prefix."""
+        if not isinstance(ref, str):
+            raise TypeError(f"an image reference is a str, not {type(ref).__name__}")
+        refs = self._store.read_refs()
+        hexpart = ref[7:] if ref.startswith("sha256:") else ref
+        if len(hexpart) >= 4 and all(c in "0123456789abcdef" for c in hexpart):
+            matches = [i for i in self._store.image_ids() if i[7:].startswith(hexpart)]
+            if len(matches) == 1:
+                return matches[0], refs
+            if len(matches) > 1:
+                raise Conflict(f"image id prefix {ref!r} is ambiguous", name=ref)
+            if ref.startswith("sha256:"):
+                raise ImageNotFound(f"no image with id {ref}", name=ref)
+        try:
+            name = validate_image_ref(ref)
+        except SpecError as err:
+            raise ImageNotFound(f"no image {ref!r}: {err.reason}", name=ref) from err
+        image_id = refs.get(name)
+        if image_id is None:
+            raise ImageNotFound(f"no image {name!r} in {self._store.root}", name=name)
+        return image_id, refs
+
+    def record(self, ref: str) -> dict[str, Any]:
+        image_id, _ = self._resolve(ref)
+        record = self._store.get_image_record(image_id)
+        if record is None:
+            raise ImageNotFound(f"image {ref!r} ({image_id}) has no record", name=ref)
+        return record
+
+    def get(self, ref: str) -> BuiltImage:
+        """The image named ``ref`` ("web:1.0", "web", an id or id prefix). Raises ImageNotFound."""
+        image_id, refs = self._resolve(ref)
+        record = self._store.get_image_record(image_id)
+        if record is None:
+            raise ImageNotFound(f"image {ref!r} ({image_id}) has no record", name=ref)
+        return self._from_record(record, refs)
+
+    def exists(self, ref: str) -> bool:
+        try:
+            self._resolve(ref)
+        except ImageNotFound:
+            return False
+        return True
+
+    def list(self) -> list[BuiltImage]:
+        """All images in the store, newest first."""
+        refs = self._store.read_refs()
+        out = []
+        for image_id in self._store.image_ids():
+            record = self._store.get_image_record(image_id)
+            if record is not None:
+                out.append(self._from_record(record, refs))
+        return sorted(out, key=lambda im: -im.created)
+
+    def tag(self, ref: str, new: str) -> BuiltImage:
+        """Give image ``ref`` the extra name ``new``. Raises ImageNotFound, SpecError."""
+        name = validate_image_ref(new)
+        with self._store.lock("refs"):
+            image_id, refs = self._resolve(ref)
+            refs[name] = image_id
+            self._store.write_refs(refs)
+        return self.get(name)
+
+    def remove(self, ref: str, *, force: bool = False) -> list[str]:
+        """Untag ``ref``; when no tag is left and no container uses it, delete the
+        image and the layers no one else uses. Returns what was removed.
+
+        Raises ImageNotFound, or Conflict when a container uses the image
+        (``force=True`` untags it anyway; its layers stay until the container goes).
+        """
+        removed: list[str] = []
+        with self._store.lock("gc"):
+            with self._store.lock("refs"):
+                image_id, refs = self._resolve(ref)
+                users = self._engine.containers._users_of(image_id)
+                names = [n for n, i in refs.items() if i == image_id]
+                by_name = ref in refs or (":" not in ref and f"{ref}:latest" in refs)
+                to_untag = [validate_image_ref(ref)] if by_name else names
+                last = len(set(names) - set(to_untag)) == 0
+                if users and last and not force:
+                    raise Conflict(
+                        f"image {ref!r} is used by container(s) {', '.join(sorted(users))}; "
+                        "remove them first or use force=True",
+                        name=ref,
+                    )
+                for n in to_untag:
+                    refs.pop(n, None)
+                    removed.append(f"untagged {n}")
+                self._store.write_refs(refs)
+            if last and not users:
+                self._store.remove_image_record(image_id)
+                removed.append(f"deleted {image_id}")
+                removed += [f"deleted layer {k}" for k in self._engine._gc_layers()]
+        return removed

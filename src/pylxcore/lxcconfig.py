@@ -1,0 +1,138 @@
+"""Render the liblxc config of a build step or a container. Pure text.
+
+We write every config from scratch instead of including the distribution's
+``common.conf``: that file pulls in an lxcfs post-stop hook that sleeps 0.5 s
+on every stop, and its defaults are weaker than Docker's (see docs/security.md).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from pathlib import Path
+from typing import Literal, Sequence
+
+import attrs
+
+from .limits import CgroupLayout, cgroup_keys
+from .spec import Limits, Mount
+
+# Docker's default capability set, without MKNOD: device nodes have no use in
+# an application container and a block-device mknod is a classic first step out.
+DEFAULT_CAPS = (
+    "chown dac_override fowner fsetid kill setgid setuid setpcap "
+    "net_bind_service net_raw sys_chroot audit_write setfcap"
+)
+
+SECCOMP_PROFILE = Path(__file__).parent / "data" / "seccomp.profile"
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+# (type, major, minor) of the devices a container may use: the same list as Docker.
+ALLOWED_DEVICES = (
+    ("c", "1", "3"),  # null
+    ("c", "1", "5"),  # zero
+    ("c", "1", "7"),  # full
+    ("c", "1", "8"),  # random
+    ("c", "1", "9"),  # urandom
+    ("c", "5", "0"),  # tty
+    ("c", "5", "1"),  # console
+    ("c", "5", "2"),  # ptmx
+    ("c", "136", "*"),  # pts
+)
+
+
+@attrs.frozen
+class RunConfig:
+    """Everything liblxc needs to know to run one container or build step."""
+
+    name: str  # the LXC container name (also the hostname)
+    rootfs: str  # value of lxc.rootfs.path, e.g. "overlay:L1:L2:UPPER"
+    cgroup_dir: str  # a unique cgroup directory name (ours, so clearly named)
+    env: Sequence[tuple[str, str]] = ()
+    cwd: str = "/"
+    uid: int = 0
+    gid: int = 0
+    network: Literal["none", "host"] = "none"
+    mounts: Sequence[Mount] = ()
+    limits: Limits = Limits()
+    log_file: str | None = None
+    oom_file: str | None = None  # where the stop hook records the OOM-kill count
+    resolv_conf: bool = False  # bind the host's resolv.conf (build steps on the host network)
+
+
+def _fstab_escape(path: str) -> str:
+    # fstab-style fields are split on white space; octal escapes keep paths whole.
+    return path.replace("\\", "\\134").replace(" ", "\\040").replace("\t", "\\011").replace("\n", "\\012")
+
+
+def render(cfg: RunConfig, layout: CgroupLayout) -> str:
+    """The config file text. Raises LimitError for limits the host cannot enforce."""
+    lines: list[tuple[str, str]] = [
+        ("lxc.uts.name", cfg.name),
+        ("lxc.rootfs.path", cfg.rootfs),
+        ("lxc.autodev", "1"),
+        ("lxc.tty.max", "0"),
+        ("lxc.pty.max", "64"),
+        # /proc/sys, /proc/sysrq-trigger etc. read-only; /sys read-only; the
+        # container's own cgroups visible but read-only (no release_agent games).
+        ("lxc.mount.auto", "proc:mixed sys:ro cgroup:ro"),
+        ("lxc.mount.entry", "tmpfs dev/shm tmpfs rw,nosuid,nodev,noexec,mode=1777,size=65536k,create=dir 0 0"),
+        ("lxc.cap.keep", DEFAULT_CAPS),
+        ("lxc.seccomp.profile", str(SECCOMP_PROFILE)),
+        ("lxc.cgroup.dir.container", cfg.cgroup_dir),
+        ("lxc.cgroup.dir.monitor", cfg.cgroup_dir + ".monitor"),
+        ("lxc.init.cwd", cfg.cwd),
+        ("lxc.init.uid", str(cfg.uid)),
+        ("lxc.init.gid", str(cfg.gid)),
+        ("lxc.signal.halt", "SIGTERM"),
+        ("lxc.ephemeral", "0"),
+    ]
+    devices = layout.version("devices")
+    if devices == "v1":
+        lines.append(("lxc.cgroup.devices.deny", "a"))
+        lines += [("lxc.cgroup.devices.allow", f"{t} {ma}:{mi} rwm") for t, ma, mi in ALLOWED_DEVICES]
+    elif devices == "v2":
+        lines.append(("lxc.cgroup2.devices.deny", "a"))
+        lines += [("lxc.cgroup2.devices.allow", f"{t} {ma}:{mi} rwm") for t, ma, mi in ALLOWED_DEVICES]
+    if cfg.network == "host":
+        lines.append(("lxc.net.0.type", "none"))  # "none" in liblxc means: share the host's netns
+    else:
+        lines.append(("lxc.net.0.type", "empty"))  # a new netns with only loopback
+    env = dict(cfg.env)
+    env.setdefault("PATH", DEFAULT_PATH)
+    env.setdefault("HOSTNAME", cfg.name)
+    env.setdefault("HOME", "/root" if cfg.uid == 0 else "/")
+    for key, value in env.items():
+        if "\n" in value:
+            # liblxc's config is line based; there is no escape for a newline.
+            raise ValueError(f"environment value of {key} contains a newline, which liblxc cannot carry")
+        lines.append(("lxc.environment", f"{key}={value}"))
+    if cfg.resolv_conf and os.path.exists("/etc/resolv.conf"):
+        lines.append(("lxc.mount.entry", "/etc/resolv.conf etc/resolv.conf none bind,ro,optional 0 0"))
+    for m in cfg.mounts:
+        kind = "dir" if os.path.isdir(m.source) else "file"
+        opts = f"bind,create={kind}" + (",ro" if m.read_only else "")
+        target = _fstab_escape(m.target.lstrip("/"))
+        lines.append(("lxc.mount.entry", f"{_fstab_escape(m.source)} {target} none {opts} 0 0"))
+    lines += cgroup_keys(cfg.limits, layout)
+    if cfg.oom_file:
+        lines.append(("lxc.hook.stop", _oom_hook(cfg.cgroup_dir, cfg.oom_file, layout)))
+    if cfg.log_file:
+        lines.append(("lxc.log.file", cfg.log_file))
+        lines.append(("lxc.log.level", "ERROR"))
+    return "".join(f"{k} = {v}\n" for k, v in lines)
+
+
+def _oom_hook(cgroup_dir: str, oom_file: str, layout: CgroupLayout) -> str:
+    # The stop hook runs on the host after the payload has exited but before
+    # liblxc removes its cgroup: the last moment the OOM-kill counter exists.
+    # liblxc runs hooks through sh -c with "NAME lxc stop" appended, which the
+    # inline script receives as $0 $1 $2 and ignores.
+    mem = layout.controllers.get("memory")
+    if mem is None:
+        return "/bin/true"
+    version, mnt = mem
+    source = os.path.join(mnt, cgroup_dir, "memory.oom_control" if version == "v1" else "memory.events")
+    script = f"grep -s '^oom_kill ' {shlex.quote(source)} > {shlex.quote(oom_file)}; exit 0"
+    return "/bin/sh -c " + shlex.quote(script)

@@ -1,0 +1,138 @@
+"""Assembling a root from a stack of layer dirs: the overlay spec liblxc mounts,
+and reading paths through the stack without mounting anything.
+
+Layers are listed top first, as overlayfs lists lowerdirs. liblxc mounts the
+overlay inside the container's own mount namespace, so the mount goes away
+with the container's last process: nothing can leak onto the host.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import stat
+from pathlib import Path
+from typing import Sequence
+
+from .errors import StorageError
+
+# One mount's options must fit one page; keep a margin for the rest of them.
+_MOUNT_OPTIONS_MAX = 4096 - 64
+_FORBIDDEN_IN_PATHS = (":", ",", "\n", " ")
+_MAX_SYMLINKS = 40
+
+
+def overlay_spec(lowers: Sequence[str], upper: Path) -> str:
+    """``lxc.rootfs.path`` for an overlay of ``lowers`` (top first) and a writable ``upper``.
+
+    liblxc puts the overlay's workdir beside ``upper`` (``upper/../work``), so
+    each upper must have a directory of its own. Raises StorageError when the
+    stack is too deep for one mount (never overlay on overlay: the kernel
+    allows a stacking depth of 2).
+    """
+    paths = [*lowers, str(upper)]
+    for p in paths:
+        if any(ch in p for ch in _FORBIDDEN_IN_PATHS):
+            raise StorageError(f"layer path {p!r} holds a character overlayfs options cannot carry", path=p)
+    work = os.path.join(os.path.dirname(str(upper)), "work")
+    options = f"lowerdir={':'.join(lowers)},upperdir={upper},workdir={work}"
+    if len(options) > _MOUNT_OPTIONS_MAX:
+        raise StorageError(
+            f"{len(lowers)} layers are too many for one overlay mount here (options {len(options)} bytes,"
+            f" the kernel takes {_MOUNT_OPTIONS_MAX}); squash some layers or use a shorter store root",
+            path=str(upper),
+        )
+    return "overlay:" + ":".join(paths)
+
+
+def _is_whiteout(st: os.stat_result) -> bool:
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+
+
+def _is_opaque(path: Path) -> bool:
+    for attr in ("trusted.overlay.opaque", "user.overlay.opaque"):
+        try:
+            if os.getxattr(path, attr, follow_symlinks=False) == b"y":
+                return True
+        except OSError:
+            continue
+    return False
+
+
+class LayerStack:
+    """Read-only view of the merged tree of some layer dirs (top first)."""
+
+    def __init__(self, layers: Sequence[Path]) -> None:
+        self.layers = [Path(p) for p in layers]
+
+    def lookup(self, path: str) -> Path | None:
+        """The real path of ``path`` in the topmost layer that has it, or None.
+
+        Honors whiteouts and opaque dirs like overlayfs does. Symlinks are not
+        followed: ``path`` is looked up as it stands.
+        """
+        parts = [p for p in path.split("/") if p and p != "."]
+        if not parts:
+            return self.layers[0] if self.layers else None
+        for layer in self.layers:
+            current = layer
+            hides_lower = False
+            found = True
+            for i, comp in enumerate(parts):
+                current = current / comp
+                try:
+                    st = os.lstat(current)
+                except (FileNotFoundError, NotADirectoryError):
+                    found = False
+                    break
+                last = i == len(parts) - 1
+                if _is_whiteout(st):
+                    return None
+                if not last:
+                    if not stat.S_ISDIR(st.st_mode):
+                        return None  # a file above shadows the whole subtree below
+                    if _is_opaque(current):
+                        hides_lower = True
+            if found:
+                return current
+            if hides_lower:
+                return None
+        return None
+
+    def read_bytes(self, path: str) -> bytes | None:
+        real = self.lookup(path)
+        if real is None or not real.is_file() or real.is_symlink():
+            return None
+        return real.read_bytes()
+
+    def resolve(self, path: str, *, follow_last: bool = True) -> str:
+        """Resolve symlinks in ``path`` as if the stack were ``/`` (a chroot).
+
+        ``..`` and absolute link targets never leave the image root: this is
+        how a ``copy`` into ``/target/x`` stays inside the image when a lower
+        layer made ``/target`` a link to ``/``. Missing components are kept as
+        they are. Raises StorageError on a symlink loop.
+        """
+        pending = [p for p in path.split("/") if p and p != "."]
+        resolved: list[str] = []
+        hops = 0
+        while pending:
+            comp = pending.pop(0)
+            if comp == "..":
+                if resolved:
+                    resolved.pop()
+                continue
+            candidate = "/" + "/".join([*resolved, comp])
+            real = self.lookup(candidate)
+            is_last = not pending
+            if real is not None and real.is_symlink() and (follow_last or not is_last):
+                hops += 1
+                if hops > _MAX_SYMLINKS:
+                    raise StorageError(f"too many levels of symbolic links resolving {path!r}", path=path)
+                target = os.readlink(real)
+                if target.startswith("/"):
+                    resolved = []
+                pending = [p for p in target.split("/") if p and p != "."] + pending
+                continue
+            resolved.append(comp)
+        return posixpath.join("/", *resolved)

@@ -1,0 +1,298 @@
+"""The store on disk: layers by key, image records, locks, atomic commits.
+
+Layout under the engine root::
+
+    layers/<hex>/fs        a committed layer's tree (overlayfs upper format: whiteouts stay)
+    layers/<hex>/meta.json what made it: parent, instruction, size, created
+    l/<short>              short symlinks to layers/<hex>/fs, so that an overlay
+                           mount's option string (one 4 KiB page) fits many lowerdirs
+    images/<hex>.json      image records (the config of a built image)
+    refs.json              name:tag -> image id
+    containers/<name>/     each container's lxcpath entry (see containers.py)
+    tmp/                   staging for anything that is not committed yet
+    locks/                 flock files
+
+Every commit is a rename from tmp/ into place, so a reader sees either the old
+state or the new one. Locks are flock(2): the kernel drops them when the
+holder dies, so a killed process never leaves a lock that blocks forever.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import attrs
+
+from .errors import StorageError
+
+SHORT_ID_LEN = 12
+_LAYOUT_VERSION = 1
+
+
+def sha256_hex(data: bytes | str) -> str:
+    if isinstance(data, str):
+        data = data.encode()
+    return hashlib.sha256(data).hexdigest()
+
+
+def canonical_json(obj: Any) -> str:
+    """JSON with sorted keys and no spaces: the same value always hashes the same."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def strip_digest(digest: str) -> str:
+    return digest.split(":", 1)[1] if digest.startswith("sha256:") else digest
+
+
+@attrs.frozen
+class LayerRecord:
+    """A committed layer as the store knows it."""
+
+    key: str  # "sha256:<hex>": the cache key, which is also the layer's address
+    parent: str | None
+    instruction: str
+    size: int
+    created: float
+    path: Path  # the layer's tree
+    short: str  # short link name under l/
+
+
+def dir_size(path: Path) -> int:
+    """Bytes used by a tree, counting each hardlinked inode once."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    for dirpath, dirnames, filenames in os.walk(path):
+        for name in dirnames + filenames:
+            try:
+                st = os.lstat(os.path.join(dirpath, name))
+            except FileNotFoundError:
+                continue
+            ident = (st.st_dev, st.st_ino)
+            if ident in seen:
+                continue
+            seen.add(ident)
+            total += st.st_blocks * 512
+    return total
+
+
+def rmtree(path: Path) -> None:
+    """Remove a tree that may hold read-only dirs or device nodes (whiteouts)."""
+    if not os.path.lexists(path):
+        return
+    if path.is_symlink() or not path.is_dir():
+        path.unlink()
+        return
+
+    def onerror(func: Any, p: str, exc: Any) -> None:
+        # A dir made read-only by a build script: make it writable and retry once.
+        try:
+            os.chmod(os.path.dirname(p), 0o700)
+            func(p)
+        except FileNotFoundError:
+            pass
+
+    shutil.rmtree(path, onerror=onerror)
+
+
+def atomic_write(path: Path, data: str) -> None:
+    """Write a file so that readers see the old or the new content, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def read_json(path: Path) -> Any:
+    with open(path) as fh:
+        return json.load(fh)
+
+
+class Store:
+    """The files under one engine root. Not thread-safe on its own; see locks."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).absolute()
+        self.layers_dir = self.root / "layers"
+        self.links_dir = self.root / "l"
+        self.images_dir = self.root / "images"
+        self.containers_dir = self.root / "containers"
+        self.tmp_dir = self.root / "tmp"
+        self.locks_dir = self.root / "locks"
+        self.refs_path = self.root / "refs.json"
+        try:
+            for d in (
+                self.layers_dir,
+                self.links_dir,
+                self.images_dir,
+                self.containers_dir,
+                self.tmp_dir,
+                self.locks_dir,
+            ):
+                d.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise StorageError(f"cannot create the store at {self.root}: {err.strerror}", path=str(self.root)) from err
+        # A short, stable id of this root: it keeps cgroup and container-visible
+        # names of two engines with different roots apart.
+        self.root_id = sha256_hex(str(self.root))[:8]
+
+    # -- locks ---------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def lock(self, name: str, *, shared: bool = False) -> Iterator[None]:
+        """Hold the flock ``locks/<name>.lock`` (released when the holder dies)."""
+        path = self.locks_dir / f"{name}.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    # -- staging -------------------------------------------------------------
+
+    def staging_dir(self, prefix: str) -> Path:
+        """A fresh private dir under tmp/; the caller commits it or removes it."""
+        return Path(tempfile.mkdtemp(prefix=f"{prefix}-", dir=self.tmp_dir))
+
+    # -- layers --------------------------------------------------------------
+
+    def layer_dir(self, key: str) -> Path:
+        return self.layers_dir / strip_digest(key)
+
+    def has_layer(self, key: str) -> bool:
+        return (self.layer_dir(key) / "meta.json").exists()
+
+    def get_layer(self, key: str) -> LayerRecord:
+        d = self.layer_dir(key)
+        try:
+            meta = read_json(d / "meta.json")
+        except FileNotFoundError as err:
+            raise StorageError(f"layer {key} is not in the store", path=str(d)) from err
+        except (OSError, ValueError) as err:
+            raise StorageError(f"layer {key} has an unreadable record: {err}", path=str(d)) from err
+        return LayerRecord(
+            key=key,
+            parent=meta.get("parent"),
+            instruction=meta.get("instruction", ""),
+            size=int(meta.get("size", 0)),
+            created=float(meta.get("created", 0.0)),
+            path=d / "fs",
+            short=meta["short"],
+        )
+
+    def commit_layer(self, key: str, staged_fs: Path, *, parent: str | None, instruction: str) -> LayerRecord:
+        """Move a staged tree into the store as layer ``key``.
+
+        If another process committed the same key first, ours is discarded and
+        theirs is returned: the key names the content, so either will do.
+        """
+        hexkey = strip_digest(key)
+        short = hexkey[:SHORT_ID_LEN]
+        final = self.layer_dir(key)
+        pending = self.staging_dir("commit")
+        try:
+            os.rename(staged_fs, pending / "fs")
+            meta = {
+                "version": _LAYOUT_VERSION,
+                "key": key,
+                "parent": parent,
+                "instruction": instruction,
+                "size": dir_size(pending / "fs"),
+                "created": time.time(),
+                "short": short,
+            }
+            with open(pending / "meta.json", "w") as fh:
+                json.dump(meta, fh)
+            link = self.links_dir / short
+            if not os.path.lexists(link):
+                tmp_link = self.links_dir / f".{short}.{os.getpid()}"
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp_link)
+                os.symlink(f"../layers/{hexkey}/fs", tmp_link)
+                os.replace(tmp_link, link)
+            try:
+                os.rename(pending, final)
+            except OSError as err:
+                if err.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise
+        except OSError as err:
+            rmtree(pending)
+            raise StorageError(f"cannot commit layer {key}: {err}", path=str(final)) from err
+        rmtree(pending)  # only left when someone else won the race
+        return self.get_layer(key)
+
+    def layer_keys(self) -> list[str]:
+        return [f"sha256:{p.name}" for p in self.layers_dir.iterdir() if (p / "meta.json").exists()]
+
+    def remove_layer(self, key: str) -> None:
+        """Delete a layer: rename out of the way first so readers never see half."""
+        d = self.layer_dir(key)
+        if not d.exists():
+            return
+        doomed = self.staging_dir("rm-layer")
+        os.rename(d, doomed / "x")
+        link = self.links_dir / strip_digest(key)[:SHORT_ID_LEN]
+        with contextlib.suppress(FileNotFoundError):
+            link.unlink()
+        rmtree(doomed)
+
+    def short_path(self, key: str) -> str:
+        """The short path of a layer's tree, for overlay lowerdir lists."""
+        return str(self.links_dir / strip_digest(key)[:SHORT_ID_LEN])
+
+    # -- images --------------------------------------------------------------
+
+    def image_path(self, image_id: str) -> Path:
+        return self.images_dir / f"{strip_digest(image_id)}.json"
+
+    def put_image(self, image_id: str, record: dict[str, Any]) -> None:
+        atomic_write(self.image_path(image_id), canonical_json(record))
+
+    def get_image_record(self, image_id: str) -> dict[str, Any] | None:
+        try:
+            data: dict[str, Any] = read_json(self.image_path(image_id))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as err:
+            raise StorageError(f"image record {image_id} is unreadable: {err}", path=str(self.image_path(image_id))) from err
+        return data
+
+    def image_ids(self) -> list[str]:
+        return [f"sha256:{p.stem}" for p in self.images_dir.glob("*.json")]
+
+    def remove_image_record(self, image_id: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.image_path(image_id).unlink()
+
+    # -- refs ----------------------------------------------------------------
+
+    def read_refs(self) -> dict[str, str]:
+        try:
+            data: dict[str, str] = read_json(self.refs_path)
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as err:
+            raise StorageError(f"the image index is unreadable: {err}", path=str(self.refs_path)) from err
+        return data
+
+    def write_refs(self, refs: dict[str, str]) -> None:
+        """Callers hold ``lock("refs")`` around read-modify-write."""
+        atomic_write(self.refs_path, json.dumps(refs, sort_keys=True, indent=1))
