@@ -58,7 +58,9 @@ def busybox_path() -> str:
     for candidate in ("/bin/busybox", "/usr/bin/busybox"):
         if os.path.exists(candidate):
             return candidate
-    raise BuildError("base 'busybox' needs the host's busybox-static package (apt-get install busybox-static)")
+    raise BuildError(
+        "base 'busybox' needs the host's busybox-static package (apt-get install busybox-static)"
+    )
 
 
 def _check_static(path: str) -> None:
@@ -97,7 +99,11 @@ def apt_mirror() -> str:
                 sources.append((words[1], words[2]))
     for uri, suites in sources:
         # The main archive, not -security or a third-party repository.
-        if "security" not in uri and "/debian" in uri and not any(s.endswith("-security") for s in suites.split()):
+        if (
+            "security" not in uri
+            and "/debian" in uri
+            and not any(s.endswith("-security") for s in suites.split())
+        ):
             return uri.rstrip("/")
     raise BuildError("no Debian mirror found in the host's apt sources (/etc/apt/sources.list[.d])")
 
@@ -114,7 +120,13 @@ def base_key(base: str) -> str:
         path = busybox_path()
         ident: dict[str, object] = {"base": "busybox", "busybox": _file_sha256(path)}
     elif kind == "debian":
-        ident = {"base": "debian", "suite": arg, "variant": "minbase", "arch": _arch(), "mirror": apt_mirror()}
+        ident = {
+            "base": "debian",
+            "suite": arg,
+            "variant": "minbase",
+            "arch": _arch(),
+            "mirror": apt_mirror(),
+        }
     elif kind == "dir":
         if not os.path.isdir(arg):
             raise BuildError(f"base {base!r}: {arg} is not a directory")
@@ -143,7 +155,18 @@ def materialize(base: str, dest: Path, log: Log) -> None:
             raise BuildError(f"base {base!r} needs the zstd tool (apt-get install zstd)")
         # GNU tar recognizes the compression from the archive's first bytes.
         _run(
-            ["tar", "-x", "-p", "--numeric-owner", "--xattrs", "--xattrs-include=*", "-f", arg, "-C", str(dest)],
+            [
+                "tar",
+                "-x",
+                "-p",
+                "--numeric-owner",
+                "--xattrs",
+                "--xattrs-include=*",
+                "-f",
+                arg,
+                "-C",
+                str(dest),
+            ],
             f"extraction of {arg}",
             log,
         )
@@ -157,7 +180,9 @@ def _run(argv: list[str], what: str, log: Log) -> None:
         log(line)
     if proc.returncode != 0:
         tail = (proc.stdout + proc.stderr).strip().splitlines()[-10:]
-        raise BuildError(f"{what} failed with exit code {proc.returncode}", exit_code=proc.returncode, output_tail=tail)
+        raise BuildError(
+            f"{what} failed with exit code {proc.returncode}", exit_code=proc.returncode, output_tail=tail
+        )
 
 
 _PASSWD = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
@@ -200,7 +225,9 @@ def _debootstrap(suite: str, dest: Path, log: Log) -> None:
         tail = (tail + [line])[-20:]
     code = proc.wait()
     if code != 0:
-        raise BuildError(f"debootstrap of {suite!r} failed with exit code {code}", exit_code=code, output_tail=tail)
+        raise BuildError(
+            f"debootstrap of {suite!r} failed with exit code {code}", exit_code=code, output_tail=tail
+        )
     # The downloaded .debs are not part of the system; keep the layer lean.
     for deb in glob.glob(str(dest / "var/cache/apt/archives/*.deb")):
         os.unlink(deb)

@@ -84,7 +84,8 @@ class _Printer:
     def __call__(self, ev: BuildEvent) -> None:
         if ev.kind == "step":
             state = "CACHED" if ev.cached else "RUN"
-            print(f"Step {ev.index}/{ev.total - 1} : {ev.instruction}  [{state}]", file=self.stream, flush=True)
+            text = ev.instruction if len(ev.instruction) <= 100 else ev.instruction[:99] + "…"
+            print(f"Step {ev.index}/{ev.total - 1} : {text}  [{state}]", file=self.stream, flush=True)
         elif ev.kind == "output":
             print(f"  | {ev.line}", file=self.stream, flush=True)
         elif ev.kind == "step_done":
@@ -146,7 +147,6 @@ class Builder:
         emit = _emitter(progress)
         ctx = Path(context if context is not None else (image.context or ".")).absolute()
         total = 1 + len(image.layers)
-        started = time.monotonic()
         # A no_cache build gets keys of its own: old layers stay intact for the
         # images and containers that use them, and prune reclaims them later.
         salt = secrets.token_hex(8) if no_cache else None
@@ -166,7 +166,9 @@ class Builder:
             try:
                 key = bases.base_key(image.base)
             except BuildError as err:
-                raise BuildError(err.reason, layer_index=0, instruction=base_instruction, output_tail=err.output_tail) from err
+                raise BuildError(
+                    err.reason, layer_index=0, instruction=base_instruction, output_tail=err.output_tail
+                ) from err
             if salt:
                 key = step_key(key, {"salt": salt})
             cached = self.store.has_layer(key)
@@ -175,7 +177,9 @@ class Builder:
                 with self.store.lock(f"layer-{key[7:23]}"):
                     if not self.store.has_layer(key):
                         cached = False
-                        self._build_base(image.base, key, lambda line: emit(BuildEvent("output", 0, total, line=line)))
+                        self._build_base(
+                            image.base, key, lambda line: emit(BuildEvent("output", 0, total, line=line))
+                        )
             rec = self.store.get_layer(key)
             layer_keys = [key]
             secs = time.monotonic() - t0
@@ -220,7 +224,9 @@ class Builder:
                         else:
                             staged = self._copy_step(index, layer, layer_keys, ctx)
                         try:
-                            self.store.commit_layer(key, staged / "fs", parent=layer_keys[-1], instruction=instruction)
+                            self.store.commit_layer(
+                                key, staged / "fs", parent=layer_keys[-1], instruction=instruction
+                            )
                         finally:
                             rmtree(staged)
             rec = self.store.get_layer(key)
@@ -269,7 +275,11 @@ class Builder:
                 bases.materialize(base, staged / "fs", out)
             except BuildError as err:
                 raise BuildError(
-                    err.reason, layer_index=0, instruction=f"FROM {base}", exit_code=err.exit_code, output_tail=err.output_tail
+                    err.reason,
+                    layer_index=0,
+                    instruction=f"FROM {base}",
+                    exit_code=err.exit_code,
+                    output_tail=err.output_tail,
                 ) from err
             except OSError as err:
                 raise StorageError(f"cannot prepare base {base!r}: {err}", path=str(staged)) from err
@@ -308,7 +318,11 @@ class Builder:
             code, tail = _run_streaming(argv, out)
             if code != 0:
                 detail = tail
-                lxc_log = (staged / "lxc.log").read_text(errors="replace").strip() if (staged / "lxc.log").exists() else ""
+                lxc_log = (
+                    (staged / "lxc.log").read_text(errors="replace").strip()
+                    if (staged / "lxc.log").exists()
+                    else ""
+                )
                 if lxc_log:
                     detail = tail + ["[liblxc] " + line for line in lxc_log.splitlines()[-5:]]
                 raise BuildError(

@@ -56,6 +56,11 @@ class SpecError(PylxcoreError, ValueError):
     (the key path like ``layers[2].copy.src`` or ""), ``reason``.
     """
 
+    reason: str
+    key: str
+    path: str | None
+    line: int | None
+
     def __init__(
         self, reason: str, *, key: str = "", path: str | None = None, line: int | None = None
     ) -> None:
@@ -70,6 +75,8 @@ class SpecError(PylxcoreError, ValueError):
 
 class NotFound(PylxcoreError, LookupError):
     """Something named does not exist. Field: ``name``."""
+
+    name: str
 
     def __init__(self, message: str, *, name: str = "") -> None:
         super().__init__(message, name=name)
@@ -86,12 +93,18 @@ class ContainerNotFound(NotFound):
 class Conflict(PylxcoreError):
     """The name is taken, or the object is in use. Field: ``name``."""
 
+    name: str
+
     def __init__(self, message: str, *, name: str = "") -> None:
         super().__init__(message, name=name)
 
 
 class InvalidState(PylxcoreError):
     """The operation does not fit the object's state. Fields: ``name``, ``state``, ``operation``."""
+
+    name: str
+    state: str
+    operation: str
 
     def __init__(self, message: str, *, name: str = "", state: str = "", operation: str = "") -> None:
         super().__init__(message, name=name, state=state, operation=operation)
@@ -103,6 +116,12 @@ class BuildError(PylxcoreError):
     Fields: ``layer_index`` (0 is the first layer after the base), ``instruction``,
     ``exit_code`` (None when no process ran), ``output_tail`` (last lines of output).
     """
+
+    reason: str
+    layer_index: int | None
+    instruction: str
+    exit_code: int | None
+    output_tail: list[str]
 
     def __init__(
         self,
@@ -134,6 +153,13 @@ class ContainerError(PylxcoreError):
     Fields: ``container`` (name), ``exit_status``, ``command``, ``image``, ``stdout``, ``stderr``.
     """
 
+    container: str
+    exit_status: int
+    command: list[str]
+    image: str
+    stdout: bytes
+    stderr: bytes
+
     def __init__(
         self,
         *,
@@ -145,7 +171,9 @@ class ContainerError(PylxcoreError):
         stderr: bytes = b"",
     ) -> None:
         tail = stderr.decode("utf-8", "replace").strip().splitlines()[-5:]
-        text = f"command {list(command)!r} in container {container!r} (image {image}) exited with {exit_status}"
+        text = (
+            f"command {list(command)!r} in container {container!r} (image {image}) exited with {exit_status}"
+        )
         if tail:
             text += ": " + " / ".join(tail)
         super().__init__(
@@ -162,12 +190,17 @@ class ContainerError(PylxcoreError):
 class LimitError(PylxcoreError):
     """A resource limit is invalid or cannot be enforced on this host. Fields: ``limit``, ``value``."""
 
+    limit: str
+    value: object
+
     def __init__(self, message: str, *, limit: str = "", value: object = None) -> None:
         super().__init__(message, limit=limit, value=value)
 
 
 class StorageError(PylxcoreError):
     """The store on disk cannot do what was asked (full disk, corrupt data). Field: ``path``."""
+
+    path: str
 
     def __init__(self, message: str, *, path: str = "") -> None:
         super().__init__(message, path=path)
@@ -176,12 +209,19 @@ class StorageError(PylxcoreError):
 class LXCError(PylxcoreError):
     """liblxc refused or failed. Fields: ``operation``, ``container``, ``detail``."""
 
+    operation: str
+    container: str
+    detail: str
+
     def __init__(self, message: str, *, operation: str = "", container: str = "", detail: str = "") -> None:
         super().__init__(message, operation=operation, container=container, detail=detail)
 
 
 class TimeoutExpired(PylxcoreError, TimeoutError):
     """A wait ran out of time. Fields: ``operation``, ``timeout``."""
+
+    operation: str
+    timeout: float | None
 
     def __init__(self, message: str, *, operation: str = "", timeout: float | None = None) -> None:
         super().__init__(message, operation=operation, timeout=timeout)

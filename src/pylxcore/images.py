@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import html
 import os
 import time
@@ -79,7 +80,8 @@ class BuiltImage:
         return sum(step.size for step in self.layers)
 
     def __repr__(self) -> str:
-        return f"<BuiltImage {self.name} id={self.short_id} layers={len(self.layer_keys)} size={_human(self.size)}>"
+        size = _human(self.size)
+        return f"<BuiltImage {self.name} id={self.short_id} layers={len(self.layer_keys)} size={size}>"
 
     def _repr_html_(self) -> str:
         rows = "".join(
@@ -131,7 +133,9 @@ class ImageCollection:
         # Shared: many builds at once; prune takes it exclusively, so it can
         # never delete a layer that a build in progress stands on.
         with self._store.lock("gc", shared=True):
-            image_id, record, results = self._builder.build(image, context=context, no_cache=no_cache, progress=progress)
+            image_id, record, results = self._builder.build(
+                image, context=context, no_cache=no_cache, progress=progress
+            )
             self._store.put_image(image_id, record)
             with self._store.lock("refs"):
                 refs = self._store.read_refs()
@@ -141,11 +145,15 @@ class ImageCollection:
             from .build import BuildEvent, _emitter
 
             _emitter(progress)(
-                BuildEvent("done", len(results), len(results), seconds=time.monotonic() - started, image_id=image_id)
+                BuildEvent(
+                    "done", len(results), len(results), seconds=time.monotonic() - started, image_id=image_id
+                )
             )
         return self._from_record(record, refs, results)
 
-    def _from_record(self, record: dict[str, Any], refs: dict[str, str], results: list[StepResult] | None = None) -> BuiltImage:
+    def _from_record(
+        self, record: dict[str, Any], refs: dict[str, str], results: list[StepResult] | None = None
+    ) -> BuiltImage:
         image_id = record["id"]
         if results is None:
             sizes = {}
@@ -155,7 +163,9 @@ class ImageCollection:
                 except Exception:  # noqa: BLE001  (a listing shows what it can)
                     sizes[key] = 0
             results = [
-                StepResult(i, h["instruction"], h["key"], sizes.get(h["key"], 0), True, 0.0, h["key"] in sizes)
+                StepResult(
+                    i, h["instruction"], h["key"], sizes.get(h["key"], 0), True, 0.0, h["key"] in sizes
+                )
                 for i, h in enumerate(record.get("history", []))
             ]
         return BuiltImage(
@@ -231,7 +241,7 @@ class ImageCollection:
             self._store.write_refs(refs)
         return self.get(name)
 
-    def remove(self, ref: str, *, force: bool = False) -> list[str]:
+    def remove(self, ref: str, *, force: bool = False) -> builtins.list[str]:
         """Untag ``ref``; when no tag is left and no container uses it, delete the
         image and the layers no one else uses. Returns what was removed.
 

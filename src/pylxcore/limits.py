@@ -64,13 +64,13 @@ def host_layout() -> CgroupLayout:
     if unified:
         try:
             with open(os.path.join(unified, "cgroup.controllers")) as fh:
-                names = fh.read().split()
+                v2_names = fh.read().split()
         except OSError:
-            names = []
-        for name in names:
+            v2_names = []
+        for name in v2_names:
             controllers.setdefault(name, ("v2", unified))
         # v2 has cpu accounting built into "cpu"; freezing is cgroup.freeze
-        if "cpu" in names:
+        if "cpu" in v2_names:
             controllers.setdefault("cpuacct", ("v2", unified))
     memsw = False
     mem = controllers.get("memory")
@@ -127,10 +127,13 @@ def cgroup_keys(limits: Limits, layout: CgroupLayout) -> list[tuple[str, str]]:
                 value=limits.memory_swap,
             )
         if limits.memory is None and limits.memory_swap != -1:
-            raise LimitError("memory_swap needs memory to be set too", limit="memory_swap", value=limits.memory_swap)
+            raise LimitError(
+                "memory_swap needs memory to be set too", limit="memory_swap", value=limits.memory_swap
+            )
         if limits.memory is not None and limits.memory_swap != -1 and limits.memory_swap < limits.memory:
             raise LimitError(
-                f"memory_swap ({limits.memory_swap}) is memory plus swap and must be >= memory ({limits.memory})",
+                f"memory_swap ({limits.memory_swap}) is memory plus swap:"
+                f" it must be >= memory ({limits.memory})",
                 limit="memory_swap",
                 value=limits.memory_swap,
             )

@@ -148,7 +148,9 @@ class Store:
             ):
                 d.mkdir(parents=True, exist_ok=True)
         except OSError as err:
-            raise StorageError(f"cannot create the store at {self.root}: {err.strerror}", path=str(self.root)) from err
+            raise StorageError(
+                f"cannot create the store at {self.root}: {err.strerror}", path=str(self.root)
+            ) from err
         # A short, stable id of this root: it keeps cgroup and container-visible
         # names of two engines with different roots apart.
         self.root_id = sha256_hex(str(self.root))[:8]
@@ -272,7 +274,9 @@ class Store:
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as err:
-            raise StorageError(f"image record {image_id} is unreadable: {err}", path=str(self.image_path(image_id))) from err
+            raise StorageError(
+                f"image record {image_id} is unreadable: {err}", path=str(self.image_path(image_id))
+            ) from err
         return data
 
     def image_ids(self) -> list[str]:

@@ -1,0 +1,70 @@
+"""Shared fixtures. Tests that need LXC use the ``engine`` fixture (or mark
+``needs_lxc``): without LXC they skip on a developer's machine and FAIL under
+CI=true, never skip there."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from pylxcore import Engine, Image
+from pylxcore._liblxc import available
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require_lxc() -> None:
+    why = available()
+    if why is None:
+        return
+    if IN_CI:
+        pytest.fail(f"LXC is required under CI=true: {why}")
+    pytest.skip(f"needs LXC: {why}")  # only off CI: under CI this failed above
+
+
+def _our_cgroups(root_id: str) -> list[str]:
+    out = []
+    for base in Path("/sys/fs/cgroup").iterdir():
+        for d in base.glob(f"**/pylxcore-{root_id}-*"):
+            out.append(str(d))
+    return out
+
+
+def _our_mounts(root: Path) -> list[str]:
+    with open("/proc/self/mountinfo") as fh:
+        return [line for line in fh if str(root) in line]
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    """An engine on a store root of the test's own; afterwards every container
+    is removed and nothing of it may remain (mounts, cgroups, processes)."""
+    require_lxc()
+    eng = Engine(root=tmp_path / "pxroot")
+    yield eng
+    for c in eng.containers.list(all=True):
+        c.remove(force=True)
+    leftovers = _our_cgroups(eng.store.root_id) + _our_mounts(eng.root)
+    assert not leftovers, f"left behind: {leftovers}"
+
+
+@pytest.fixture
+def busybox(engine: Engine) -> str:
+    """A small image "test/busybox:1" with a few files, built in the engine."""
+    engine.images.build(
+        Image(
+            "test/busybox:1",
+            base="busybox",
+            layers=["mkdir -p /data && echo base > /data/base"],
+            cmd=["sleep", "3600"],
+        )
+    )
+    return "test/busybox:1"
+
+
+def run(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, capture_output=True, text=True, check=False, **kw)  # type: ignore[call-overload]
