@@ -1,0 +1,37 @@
+"""Every example runs as it stands (as a user would run it) and cleans up."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pylxcore import Engine
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+
+EXPECT = {
+    "quickstart.py": [b"Hello from a pylxcore container", b"health=ok", b"exit code 143", b"exit_code=3"],
+    "limits_and_oom.py": [b"memory hog: exit code 137", b"oom_killed=True", b"still manageable: yes"],
+    "throwaway_runner.py": [b"PASS adds", b"PASS sees-no-other-case", b"FAIL fails"],
+    "debian_web.py": [b"rebuilt from cache: True", b"Hello from mini_httpd on Debian", b"Debian GNU/Linux 12"],
+}
+
+
+def test_every_example_is_tested() -> None:
+    assert sorted(p.name for p in EXAMPLES.glob("*.py")) == sorted(EXPECT)
+
+
+@pytest.mark.parametrize("script", sorted(EXPECT))
+def test_example_runs(engine: Engine, script: str) -> None:
+    env = dict(os.environ, PYLXCORE_ROOT=str(engine.root))
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / script)], capture_output=True, env=env, timeout=900, check=False
+    )
+    assert proc.returncode == 0, proc.stdout.decode() + proc.stderr.decode()
+    for needle in EXPECT[script]:
+        assert needle in proc.stdout, f"{needle!r} not in the output of {script}:\n{proc.stdout.decode()}"
+    assert engine.containers.list(all=True) == [], f"{script} left containers behind"
