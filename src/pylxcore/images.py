@@ -6,6 +6,7 @@ import builtins
 import html
 import os
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -272,3 +273,37 @@ class ImageCollection:
                 removed.append(f"deleted {image_id}")
                 removed += [f"deleted layer {k}" for k in self._engine._gc_layers()]
         return removed
+
+    # -- interop (the formats live in oci.py and lxcimage.py) -----------------------
+
+    def export(self, ref: str, path: str | os.PathLike[str], *, format: str = "oci") -> Path:  # noqa: A002
+        """Write image ``ref`` to ``path`` as ``format``: "oci" (an OCI image
+        layout directory), "oci-archive" (the same as a tar), "lxc" (LXC's
+        meta.tar.xz + rootfs.tar.xz pair in a directory), "incus" (Incus's unified
+        tarball) or "rootfs" (one flattened root filesystem tar).
+
+        Raises ImageNotFound, SpecError (unknown format), StorageError.
+        """
+        if format in ("oci", "oci-archive"):
+            from . import oci
+
+            return oci.export_image(self._engine, ref, Path(path), archive=format == "oci-archive")
+        if format in ("lxc", "incus", "rootfs"):
+            from . import lxcimage
+
+            return lxcimage.export_image(self._engine, ref, Path(path), format=format)
+        raise SpecError(
+            f"unknown export format {format!r}: use oci, oci-archive, lxc, incus or rootfs", key="format"
+        )
+
+    def import_(self, path: str | os.PathLike[str], *, name: str | None = None) -> BuiltImage:
+        """Import an OCI image layout, an oci-archive or a ``docker save`` archive.
+
+        Layers are checked against their digests; ``.wh.`` files become overlayfs
+        whiteouts. ``name`` tags the result (default: the archive's own ref name).
+        Raises StorageError (corrupt or unsupported input; nothing half-imported
+        stays), SpecError (bad name).
+        """
+        from . import oci
+
+        return oci.import_image(self._engine, Path(path), name=name)
