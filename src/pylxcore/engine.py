@@ -9,6 +9,7 @@ from pathlib import Path
 import attrs
 
 from .containers import ContainerCollection
+from .fsck import CheckReport, check
 from .images import ImageCollection
 from .store import Store
 
@@ -64,6 +65,14 @@ class Engine:
                 self.store.remove_layer(key)
                 removed.append(key)
         return removed
+
+    def check(self, *, repair: bool = True) -> CheckReport:
+        """Check the store and (by default) repair what a killed process left
+        half-done: staging dirs and temp files of dead processes, orphaned build
+        containers, containers whose supervisor died, leftover cgroups. Work of
+        live processes is left alone. Returns what was repaired and what is
+        still wrong (``report.consistent``). Raises StorageError."""
+        return check(self, repair=repair)
 
     def prune(self) -> PruneReport:
         """Remove stopped containers, untagged images no container uses, and

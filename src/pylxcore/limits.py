@@ -28,6 +28,9 @@ class CgroupLayout:
     controllers: dict[str, tuple[Version, str]]
     memsw: bool = False  # v1 swap accounting (memory.memsw.*) present
     online_cpus: frozenset[int] = frozenset()
+    # Every hierarchy liblxc makes a container cgroup in, named ones (name=systemd)
+    # and the unified one included: where leftovers are looked for.
+    all_dirs: tuple[str, ...] = ()
 
     def version(self, controller: str) -> Version | None:
         entry = self.controllers.get(controller)
@@ -38,6 +41,7 @@ class CgroupLayout:
 def host_layout() -> CgroupLayout:
     """Read the host's cgroup mounts from /proc/self/mountinfo."""
     controllers: dict[str, tuple[Version, str]] = {}
+    all_dirs: list[str] = []
     unified: str | None = None
     # liblxc (as root, lxc.cgroup.relative unset) puts containers under the
     # cgroup of pid 1, not of the caller; so that is where we look for them.
@@ -56,11 +60,22 @@ def host_layout() -> CgroupLayout:
                 continue
             fstype, mnt, opts = rfields[0], fields[4], rfields[2]
             if fstype == "cgroup":
+                # The hierarchy's name in /proc/1/cgroup is one of its mount options.
+                hier = next(
+                    (
+                        o[5:] if o.startswith("name=") else o
+                        for o in opts.split(",")
+                        if (o[5:] if o.startswith("name=") else o) in init_paths
+                    ),
+                    "",
+                )
+                all_dirs.append(os.path.join(mnt, init_paths.get(hier, "")))
                 for opt in opts.split(","):
                     if opt in ("cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "pids", "blkio"):
                         controllers.setdefault(opt, ("v1", os.path.join(mnt, init_paths.get(opt, ""))))
             elif fstype == "cgroup2":
                 unified = os.path.join(mnt, init_paths.get("unified", ""))
+                all_dirs.append(unified)
     if unified:
         try:
             with open(os.path.join(unified, "cgroup.controllers")) as fh:
@@ -78,7 +93,12 @@ def host_layout() -> CgroupLayout:
         memsw = os.path.exists(os.path.join(mem[1], "memory.memsw.limit_in_bytes"))
     elif mem:
         memsw = True
-    return CgroupLayout(controllers=controllers, memsw=memsw, online_cpus=frozenset(os.sched_getaffinity(0)))
+    return CgroupLayout(
+        controllers=controllers,
+        memsw=memsw,
+        online_cpus=frozenset(os.sched_getaffinity(0)),
+        all_dirs=tuple(dict.fromkeys(all_dirs)),
+    )
 
 
 def parse_cpuset(text: str) -> set[int]:

@@ -33,6 +33,7 @@ from typing import Any, Iterator
 
 import attrs
 
+from . import _shim
 from .errors import StorageError
 
 SHORT_ID_LEN = 12
@@ -104,10 +105,27 @@ def rmtree(path: Path) -> None:
     shutil.rmtree(path, onerror=onerror)
 
 
+def owner_tag() -> str:
+    """"PID-STARTTIME" of this process: names temporary files and dirs so that
+    ``Engine.check()`` can tell the leftovers of a dead process from the work in
+    progress of a live one (a pid alone may have been reused)."""
+    pid = os.getpid()
+    return f"{pid}-{_shim.process_start_time(pid)}"
+
+
+def owner_alive(name: str) -> bool:
+    """Whether the process named in a temporary name (see owner_tag) still runs."""
+    parts = name.lstrip(".").split("-")
+    for i in range(len(parts) - 1):
+        if parts[i].isdigit() and parts[i + 1].isdigit():
+            return str(_shim.process_start_time(int(parts[i]))) == parts[i + 1]
+    return False
+
+
 def atomic_write(path: Path, data: str) -> None:
     """Write a file so that readers see the old or the new content, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".tmp-{owner_tag()}-")
     try:
         with os.fdopen(fd, "w") as fh:
             fh.write(data)
@@ -172,7 +190,7 @@ class Store:
 
     def staging_dir(self, prefix: str) -> Path:
         """A fresh private dir under tmp/; the caller commits it or removes it."""
-        return Path(tempfile.mkdtemp(prefix=f"{prefix}-", dir=self.tmp_dir))
+        return Path(tempfile.mkdtemp(prefix=f"{prefix}-{owner_tag()}-", dir=self.tmp_dir))
 
     # -- layers --------------------------------------------------------------
 
@@ -225,7 +243,7 @@ class Store:
                 json.dump(meta, fh)
             link = self.links_dir / short
             if not os.path.lexists(link):
-                tmp_link = self.links_dir / f".{short}.{os.getpid()}"
+                tmp_link = self.links_dir / f".{short}-{owner_tag()}"
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(tmp_link)
                 os.symlink(f"../layers/{hexkey}/fs", tmp_link)

@@ -1,0 +1,261 @@
+"""``Engine.check()``: find and repair what a killed process left half-done.
+
+Every write in the store is a rename of something complete, so a crash can
+leave only leftovers beside the state, never a half layer or half record:
+staging dirs and temp files of dead processes, build containers whose builder
+died, a container whose supervisor was killed, empty cgroups. This module
+finds those and removes them. Work in progress of live processes is told
+apart by the owner tag (pid and start time) in every temporary name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import signal
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import attrs
+
+from . import _shim
+from .limits import host_layout
+from .store import owner_alive, read_json, rmtree, strip_digest
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+
+@attrs.frozen
+class CheckReport:
+    """What ``Engine.check()`` found. ``consistent`` is true when nothing is
+    wrong now (after the repairs); ``problems`` lists what it could not repair."""
+
+    repaired: tuple[str, ...]
+    problems: tuple[str, ...]
+
+    @property
+    def consistent(self) -> bool:
+        return not self.problems
+
+
+def _lxc_processes(where: Path) -> list[tuple[int, list[str]]]:
+    """lxc-execute processes whose lxcpath is ``where`` or lies below it."""
+    prefix = str(where) + "/"
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                argv = [a.decode(errors="replace") for a in fh.read().split(b"\0") if a]
+        except OSError:
+            continue
+        if argv and argv[0].endswith("lxc-execute") and "-P" in argv:
+            lxcpath = argv[argv.index("-P") + 1] if argv.index("-P") + 1 < len(argv) else ""
+            if lxcpath.startswith(prefix) or lxcpath == str(where):
+                out.append((int(entry), argv))
+    return out
+
+
+def _names(processes: list[tuple[int, list[str]]]) -> set[str]:
+    """The container names (``-n``) of lxc-execute processes."""
+    return {argv[argv.index("-n") + 1] for _, argv in processes if "-n" in argv[:-1]}
+
+
+def _kill_and_reap(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    for _ in range(200):  # not our child: wait until /proc shows it gone
+        if not os.path.exists(f"/proc/{pid}") or _is_zombie(pid):
+            return
+        time.sleep(0.01)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return True
+    return data[data.rfind(b")") + 2 :].split()[0] == b"Z"
+
+
+def _lock_free(path: Path) -> bool:
+    """Whether nobody holds the flock at ``path`` (a lock file that does not exist is free)."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def check(engine: Engine, *, repair: bool = True) -> CheckReport:
+    store = engine.store
+    repaired: list[str] = []
+    problems: list[str] = []
+
+    def fix(what: str) -> None:
+        if repair:
+            repaired.append(what)
+        else:
+            problems.append(what)
+
+    with store.lock("gc"):
+        # -- build containers and staging dirs of dead processes ---------------
+        for pid, argv in _lxc_processes(store.tmp_dir):
+            lxcpath = argv[argv.index("-P") + 1]
+            if not owner_alive(Path(lxcpath).name):
+                fix(f"killed the build container of a dead builder (pid {pid})")
+                if repair:
+                    _kill_and_reap(pid)
+        for entry in sorted(store.tmp_dir.iterdir()):
+            if not owner_alive(entry.name):
+                fix(f"removed leftover staging dir tmp/{entry.name}")
+                if repair:
+                    rmtree(entry)
+
+        # -- layers and their short links ---------------------------------------
+        keys = set()
+        for d in store.layers_dir.iterdir():
+            if not (d / "meta.json").exists():
+                fix(f"removed incomplete layer dir layers/{d.name}")
+                if repair:
+                    rmtree(d)
+                continue
+            keys.add(f"sha256:{d.name}")
+        for link in store.links_dir.iterdir():
+            if link.name.startswith("."):
+                if not owner_alive(link.name):
+                    fix(f"removed temporary link l/{link.name}")
+                    if repair:
+                        link.unlink()
+            elif not link.exists():
+                fix(f"removed dangling link l/{link.name}")
+                if repair:
+                    link.unlink()
+        for key in keys:
+            link = Path(store.short_path(key))
+            if not os.path.lexists(link):
+                fix(f"restored link l/{link.name}")
+                if repair:
+                    os.symlink(f"../layers/{strip_digest(key)}/fs", link)
+
+        # -- image records and refs ------------------------------------------------
+        for path in (store.images_dir, store.root):
+            for tmp in path.glob(".tmp-*"):
+                if not owner_alive(tmp.name):
+                    fix(f"removed temporary file {tmp.relative_to(store.root)}")
+                    if repair:
+                        tmp.unlink()
+        records = {}
+        for image_id in store.image_ids():
+            try:
+                record = store.get_image_record(image_id)
+            except Exception as err:  # noqa: BLE001  (report every broken record, go on)
+                problems.append(f"image record {image_id} is unreadable: {err}")
+                continue
+            if record is None:
+                continue
+            records[image_id] = record
+            missing = [k for k in record["layers"] if k not in keys]
+            if missing:
+                problems.append(f"image {image_id} lacks layers {missing}")
+        with store.lock("refs"):
+            refs = store.read_refs()
+            dangling = [name for name, image_id in refs.items() if image_id not in records]
+            for name in dangling:
+                fix(f"removed tag {name} of a missing image")
+            if dangling and repair:
+                store.write_refs({n: i for n, i in refs.items() if n not in dangling})
+
+        # -- containers --------------------------------------------------------------
+        live = _names(_lxc_processes(store.containers_dir))
+        for d in store.containers_dir.iterdir():
+            name = d.name
+            if not d.is_dir():
+                continue
+            for tmp in d.glob("*.tmp"):
+                parts = tmp.name.split(".")
+                if len(parts) >= 3 and parts[-2].isdigit() and not os.path.exists(f"/proc/{parts[-2]}"):
+                    fix(f"removed temporary file containers/{name}/{tmp.name}")
+                    if repair:
+                        tmp.unlink()
+            if not (d / "meta.json").exists():
+                if _lock_free(store.locks_dir / f"ctr-{name}.lock"):
+                    fix(f"removed half-created container dir containers/{name}")
+                    if repair:
+                        rmtree(d)
+                continue
+            try:
+                state = read_json(d / "state.json")
+            except (FileNotFoundError, ValueError):
+                state = None
+            shim_alive = bool(
+                state
+                and state.get("shim_pid")
+                and _shim.process_start_time(int(state["shim_pid"])) == state.get("shim_start")
+            )
+            if state and state.get("status") == "running" and not shim_alive:
+                if name in live:
+                    fix(f"killed container {name}: its supervisor had died, its output had nowhere to go")
+                    if repair:
+                        for pid, argv in _lxc_processes(store.containers_dir):
+                            if "-n" in argv and argv[argv.index("-n") + 1] == name:
+                                _kill_and_reap(pid)
+                fix(f"marked container {name} exited (exit code unknown: its supervisor was killed)")
+                if repair:
+                    state.update(status="exited", exit_code=None, finished_at=time.time())
+                    _shim.write_json_atomic(str(d / "state.json"), state)
+
+        # -- cgroups no container uses -------------------------------------------------
+        prefix = f"pylxcore-{store.root_id}-"
+        in_use = _names(_lxc_processes(store.containers_dir)) | _names(_lxc_processes(store.tmp_dir))
+        for base in host_layout().all_dirs:
+            try:
+                entries = os.listdir(base)
+            except OSError:
+                continue
+            for entry in entries:
+                if not entry.startswith(prefix):
+                    continue
+                owner = entry[len(prefix) :]
+                if owner.endswith(".monitor"):
+                    owner = owner[: -len(".monitor")]
+                if owner in in_use:
+                    continue
+                if not repair:
+                    problems.append(f"leftover cgroup {os.path.join(base, entry)}")
+                elif _remove_cgroup(Path(base) / entry):
+                    repaired.append(f"removed leftover cgroup {os.path.join(base, entry)}")
+    return CheckReport(tuple(repaired), tuple(problems))
+
+
+def _remove_cgroup(path: Path) -> bool:
+    """Kill what still lives in a leftover cgroup tree (the payload of a
+    container whose monitor was killed dies a moment later, or not at all),
+    then rmdir it deepest first. False if it could not be removed."""
+    dirs = sorted((p for p in path.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)) + [path]
+    for _ in range(300):
+        pids = []
+        for d in dirs:
+            with contextlib.suppress(OSError):
+                pids += [int(x) for x in (d / "cgroup.procs").read_text().split()]
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        for d in dirs:
+            with contextlib.suppress(OSError):
+                d.rmdir()
+        if not path.exists():
+            return True
+        time.sleep(0.01)
+    return False
