@@ -27,10 +27,16 @@ def require_lxc() -> None:
 
 
 def _our_cgroups(root_id: str) -> list[str]:
+    """Our cgroups in every hierarchy (liblxc makes them under pid 1's cgroup)."""
+    from pylxcore.limits import host_layout
+
     out = []
-    for base in Path("/sys/fs/cgroup").iterdir():
-        for d in base.glob(f"**/pylxcore-{root_id}-*"):
-            out.append(str(d))
+    for base in host_layout().all_dirs:
+        try:
+            names = os.listdir(base)
+        except OSError:
+            continue
+        out += [os.path.join(base, n) for n in names if n.startswith(f"pylxcore-{root_id}-")]
     return out
 
 
