@@ -22,7 +22,7 @@ import attrs
 
 from . import _shim
 from .limits import host_layout
-from .store import owner_alive, read_json, rmtree, strip_digest
+from .store import Store, owner_alive, read_json, rmtree, strip_digest
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -217,26 +217,45 @@ def check(engine: Engine, *, repair: bool = True) -> CheckReport:
                     _shim.write_json_atomic(str(d / "state.json"), state)
 
         # -- cgroups no container uses -------------------------------------------------
+        # Candidates first, users after: a container that starts in between
+        # then counts as a user, never as a leftover whose processes we kill.
         prefix = f"pylxcore-{store.root_id}-"
-        in_use = _names(_lxc_processes(store.containers_dir)) | _names(_lxc_processes(store.tmp_dir))
+        candidates = []
         for base in host_layout().all_dirs:
             try:
-                entries = os.listdir(base)
+                candidates += [Path(base) / e for e in os.listdir(base) if e.startswith(prefix)]
             except OSError:
                 continue
-            for entry in entries:
-                if not entry.startswith(prefix):
-                    continue
-                owner = entry[len(prefix) :]
-                if owner.endswith(".monitor"):
-                    owner = owner[: -len(".monitor")]
-                if owner in in_use:
-                    continue
-                if not repair:
-                    problems.append(f"leftover cgroup {os.path.join(base, entry)}")
-                elif _remove_cgroup(Path(base) / entry):
-                    repaired.append(f"removed leftover cgroup {os.path.join(base, entry)}")
+        in_use = _cgroup_users(store)
+        for path in candidates:
+            owner = path.name[len(prefix) :]
+            if owner.endswith(".monitor"):
+                owner = owner[: -len(".monitor")]
+            if owner in in_use:
+                continue
+            if not repair:
+                problems.append(f"leftover cgroup {path}")
+            elif _remove_cgroup(path):
+                repaired.append(f"removed leftover cgroup {path}")
     return CheckReport(tuple(repaired), tuple(problems))
+
+
+def _cgroup_users(store: Store) -> set[str]:
+    """Names whose cgroups are in use: containers with a live supervisor or a
+    live lxc-execute, and build containers whose builder is alive."""
+    users = _names(_lxc_processes(store.containers_dir)) | _names(_lxc_processes(store.tmp_dir))
+    for d in store.containers_dir.iterdir():
+        try:
+            state = read_json(d / "state.json")
+        except (OSError, ValueError):
+            continue
+        pid = state.get("shim_pid")
+        if pid and _shim.process_start_time(int(pid)) == state.get("shim_start"):
+            users.add(d.name)
+    for staged in store.tmp_dir.iterdir():
+        if owner_alive(staged.name):
+            users.update(p.name for p in staged.glob("pxb-*"))
+    return users
 
 
 def _remove_cgroup(path: Path) -> bool:
