@@ -17,7 +17,11 @@ EXPECT = {
     "quickstart.py": [b"Hello from a pylxcore container", b"health=ok", b"exit code 143", b"exit_code=3"],
     "limits_and_oom.py": [b"memory hog: exit code 137", b"oom_killed=True", b"still manageable: yes"],
     "throwaway_runner.py": [b"PASS adds", b"PASS sees-no-other-case", b"FAIL fails"],
-    "debian_web.py": [b"rebuilt from cache: True", b"Hello from mini_httpd on Debian", b"Debian GNU/Linux 12"],
+    "debian_web.py": [
+        b"rebuilt from cache: True",
+        b"Hello from mini_httpd on Debian",
+        b"Debian GNU/Linux 12",
+    ],
 }
 
 

@@ -6,6 +6,7 @@ set the lengths; CI runs the defaults."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -19,7 +20,7 @@ SECONDS = float(os.environ.get("PYLXCORE_SOAK_SECONDS", "60"))
 CYCLES = int(os.environ.get("PYLXCORE_LEAK_CYCLES", "1000"))
 
 WORKER = """
-import os, random, sys, time, traceback
+import json, os, random, sys, time, traceback
 from pylxcore import Engine, Image, Conflict, NotFound
 e = Engine(root=sys.argv[1])
 rng = random.Random(int(sys.argv[2]))
@@ -61,7 +62,7 @@ while time.monotonic() < deadline:
             continue
         traceback.print_exc()
         sys.exit(1)
-print(counts)
+print(json.dumps(counts))
 """
 
 
@@ -78,10 +79,10 @@ def test_four_processes_share_one_root(engine: Engine) -> None:
         for seed in range(4)
     ]
     results = [p.communicate(timeout=SECONDS + 300) for p in procs]
-    for p, (out, err) in zip(procs, results):
+    for p, (_, err) in zip(procs, results):
         assert p.returncode == 0, f"a worker failed:\n{err}"
-    total = sum(sum(eval(out.strip().splitlines()[-1]).values()) for out, _ in results)  # noqa: S307
-    print(f"{total} operations in {SECONDS:.0f}s by 4 processes: " + " | ".join(o.strip() for o, _ in results))
+    counts = [json.loads(out.strip().splitlines()[-1]) for out, _ in results]
+    print(f"{sum(sum(c.values()) for c in counts)} operations in {SECONDS:.0f}s by 4 processes: {counts}")
     report = engine.check(repair=False)
     assert report.consistent, report.problems
     for c in engine.containers.list(all=True):
