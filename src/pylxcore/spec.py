@@ -57,7 +57,9 @@ def _has_control_chars(text: str) -> bool:
 # Sizes
 # --------------------------------------------------------------------------
 
-_SIZE_RE = re.compile(r"(?P<num>[0-9]+(?:\.[0-9]+)?)(?P<unit>[kmgtp](?:i?b)?|b)?", re.IGNORECASE)
+# Digit counts are bounded: int() refuses strings over 4300 digits with a
+# bare ValueError, and no real size needs more than 30.
+_SIZE_RE = re.compile(r"(?P<num>[0-9]{1,30}(?:\.[0-9]{1,30})?)(?P<unit>[kmgtp](?:i?b)?|b)?", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 
 
@@ -247,14 +249,14 @@ def resolve_copy_source(context: str | os.PathLike[str], src: str, *, key: str =
 # Limits
 # --------------------------------------------------------------------------
 
-_CPUSET_RE = re.compile(r"[0-9]+(?:-[0-9]+)?(?:,[0-9]+(?:-[0-9]+)?)*")
+_CPUSET_RE = re.compile(r"[0-9]{1,6}(?:-[0-9]{1,6})?(?:,[0-9]{1,6}(?:-[0-9]{1,6})?)*")
 
 
 def _int_value(value: object, key: str, low: int, high: int) -> int:
     """An int in [low, high]; digit strings are fine (CLI and env input)."""
     expected = f"expected an integer from {low} to {high}"
     number: object = value
-    if isinstance(value, str) and re.fullmatch(r"-?[0-9]+", value):
+    if isinstance(value, str) and re.fullmatch(r"-?[0-9]{1,30}", value):
         number = int(value)
     if isinstance(number, bool) or not isinstance(number, int):
         raise SpecError(f"{expected}, got {value!r} ({_type_name(value)})", key=key)
@@ -989,6 +991,7 @@ _COPY_KEYS = ("src", "dest", "mode")
 _LIMIT_KEYS = ("memory", "memory_swap", "cpus", "cpu_shares", "cpuset", "pids")
 
 _TAG = "tag:yaml.org,2002:"
+_YAML_ODD_CHARS = "\x85\u2028\u2029\ufeff"
 
 
 def _dump_yaml(data: Mapping[str, object]) -> str:
@@ -1030,9 +1033,15 @@ def _value_node(value: object) -> Any:
             text = text.replace("e", ".0e", 1)
         return yaml.ScalarNode(_TAG + "float", text)
     if isinstance(value, str):
-        # Multi-line scripts read best as "|" blocks; the emitter falls back
-        # to a quoted style by itself when a block cannot hold the text.
-        return yaml.ScalarNode(_TAG + "str", value, style="|" if "\n" in value else None)
+        if any(ch in _YAML_ODD_CHARS or ord(ch) < 32 and ch != "\n" for ch in value):
+            # PyYAML writes NEL, LS, PS and BOM raw in plain and block styles
+            # and then reads them back as line breaks; double quotes escape them.
+            style: str | None = '"'
+        else:
+            # Multi-line scripts read best as "|" blocks; the emitter falls
+            # back to a quoted style by itself when a block cannot hold the text.
+            style = "|" if "\n" in value else None
+        return yaml.ScalarNode(_TAG + "str", value, style=style)
     if isinstance(value, list):
         return yaml.SequenceNode(_TAG + "seq", [_value_node(v) for v in value], flow_style=True)
     if isinstance(value, dict):
@@ -1111,7 +1120,9 @@ class _YamlReader:
         tag = node.tag.rsplit(":", 1)[-1]
         if tag == "null":
             return "nothing (null)"
-        return f"{tag} {node.value!r}"
+        if tag == "str":
+            return f"the string {node.value!r}"
+        return f"{tag} {node.value}"
 
     def scalar(self, node: Any, key: str) -> object:
         """The Python value of a scalar: str, int, float, bool or None."""
@@ -1134,9 +1145,15 @@ class _YamlReader:
             return str(node.value)
         self.fail(f"unsupported YAML tag {tag!r}", key, node)
 
-    def string(self, node: Any, key: str) -> str:
-        """A string field. Numbers are taken as written ("1000", "1.10"); booleans and null are refused."""
+    def string(self, node: Any, key: str, *, words: bool = False) -> str:
+        """A string field. Numbers are taken as written ("1000", "1.10"); booleans and null are refused.
+
+        With ``words``, booleans are taken as written too: in a script or an
+        argv, ``true``/``yes``/``on`` are ordinary words (``run: true``).
+        """
         value = self.scalar(node, key)
+        if isinstance(value, bool) and words:
+            return str(node.value)
         if isinstance(value, bool):
             self.fail(f"expected a string, got the boolean {node.value!r}"
                       " (YAML reads yes/no/on/off/true/false as booleans; quote it)", key, node)
@@ -1155,7 +1172,11 @@ class _YamlReader:
             return yaml.compose(text, Loader=yaml.SafeLoader)
         except yaml.MarkedYAMLError as err:
             mark = err.problem_mark or err.context_mark
-            reason = " ".join(part for part in (err.context, err.problem) if part)
+            reason = err.problem or err.context or "syntax error"
+            # PyYAML notices a mistake where parsing fails, often a line after
+            # the real one; its context mark says where the construct began.
+            if err.context and err.context_mark is not None:
+                reason += f" ({err.context}: see line {err.context_mark.line + 1})"
             raise SpecError(f"invalid YAML: {reason}", path=self.path,
                             line=mark.line + 1 if mark is not None else None) from None
         except yaml.reader.ReaderError as err:
@@ -1214,7 +1235,7 @@ class _YamlReader:
             items = []
             for i, item in enumerate(node.value):
                 self.nodes[f"cmd[{i}]"] = item
-                items.append(self.string(item, f"cmd[{i}]"))
+                items.append(self.string(item, f"cmd[{i}]", words=True))
             return items
         # The shell form must be written as a string: "cmd: 5" is a mistake.
         if isinstance(node, yaml.ScalarNode) and node.tag == _TAG + "str":
@@ -1248,7 +1269,7 @@ class _YamlReader:
         if isinstance(node, yaml.ScalarNode):
             if node.tag == _TAG + "null":
                 self.fail("empty layer; expected a script string or a mapping like {run: ...}", key, node)
-            return "run", {"script": self.string(node, key), "network": "host"}
+            return "run", {"script": self.string(node, key, words=True), "network": "host"}
         if not isinstance(node, yaml.MappingNode):
             self.fail(f"expected a script string or a mapping like {{run: ...}}, got {self.describe(node)}",
                       key, node)
@@ -1264,7 +1285,7 @@ class _YamlReader:
         value = fields[kind]
         if kind == "run":
             network = self.string(fields["network"], f"{key}.network") if "network" in fields else "host"
-            return kind, {"script": self.string(value, f"{key}.run"), "network": network}
+            return kind, {"script": self.string(value, f"{key}.run", words=True), "network": network}
         if kind == "copy":
             spec = dict(self.mapping(value, f"{key}.copy", _COPY_KEYS))
             for required in ("src", "dest"):
