@@ -8,6 +8,7 @@ layer is stored under its key, so "is it cached?" is "does the key exist?".
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
@@ -28,7 +29,7 @@ from .limits import host_layout
 from .lxcconfig import RunConfig, render
 from .rootfs import LayerStack, overlay_spec
 from .spec import Image, Layer, Limits, resolve_copy_source
-from .store import Store, canonical_json, rmtree, sha256_hex
+from .store import Store, canonical_json, disk_full, rmtree, sha256_hex
 
 log = logging.getLogger("pylxcore")
 
@@ -274,6 +275,11 @@ class Builder:
             try:
                 bases.materialize(base, staged / "fs", out)
             except BuildError as err:
+                if disk_full(staged):
+                    raise StorageError(
+                        f"the store's disk is full: base {base!r} does not fit under {self.store.root}",
+                        path=str(self.store.root),
+                    ) from err
                 raise BuildError(
                     err.reason,
                     layer_index=0,
@@ -325,6 +331,12 @@ class Builder:
                 )
                 if lxc_log:
                     detail = tail + ["[liblxc] " + line for line in lxc_log.splitlines()[-5:]]
+                if disk_full(staged) or any("No space left on device" in line for line in tail):
+                    raise StorageError(
+                        f"the store's disk is full: layer {index - 1} ({layer.instruction()}) could not"
+                        f" write its files (script exit code {code}); free space under {self.store.root}",
+                        path=str(self.store.root),
+                    )
                 raise BuildError(
                     f"the script exited with code {code}",
                     layer_index=index - 1,
@@ -353,6 +365,10 @@ class Builder:
             raise
         except OSError as err:
             rmtree(staged)
+            if err.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise StorageError(
+                    f"the store's disk is full: copy {layer.src!r} could not be written", path=str(self.store.root)
+                ) from err
             raise BuildError(
                 f"copy failed: {err}", layer_index=index - 1, instruction=layer.instruction()
             ) from err

@@ -122,8 +122,25 @@ def owner_alive(name: str) -> bool:
     return False
 
 
+def disk_full(path: Path) -> bool:
+    """Whether the filesystem holding ``path`` has (next to) no room left."""
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 256 * 1024 or (st.f_files > 0 and st.f_favail == 0)
+
+
 def atomic_write(path: Path, data: str) -> None:
-    """Write a file so that readers see the old or the new content, never half."""
+    """Write a file so that readers see the old or the new content, never half.
+    Raises StorageError (e.g. a full disk); the old content is then intact."""
+    try:
+        _atomic_write(path, data)
+    except OSError as err:
+        raise StorageError(f"cannot write {path}: {err.strerror or err}", path=str(path)) from err
+
+
+def _atomic_write(path: Path, data: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".tmp-{owner_tag()}-")
     try:
