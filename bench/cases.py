@@ -1,0 +1,420 @@
+"""The benchmark cases: one function each, returning the rows of the table.
+
+Every case measures pylxcore and its baselines in the same run, round-robin
+where it can (see ``timing.medians``), and cleans up what it made.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from baselines import LXCTools, RawLXC, children, floor_argv, wait_for_file
+from podman import Podman, containerfile
+from timing import Row, absolute, at_most, clocked, faster, info, medians
+
+from pylxcore import Container, Engine, Image, Layer
+
+FLEET_SIZE = 50
+IDLE = ["sleep", "3600"]
+BIG_IMAGE_MB = 210
+COLD_LAYERS = 10
+
+
+@dataclass
+class Ctx:
+    dir: Path  # the bench's own temp dir; everything it makes is below it
+    engine: Engine
+    image: str  # the busybox image every case runs
+    rootfs: Path  # that image's base layer: the busybox root the baselines use
+    raw: RawLXC
+    tools: LXCTools
+    podman: Podman
+    fast: int  # runs of cases that take milliseconds
+    medium: int  # runs of podman's and whole-process cases
+    slow: int  # runs of cases that take seconds (cold builds, fleets)
+    say: Callable[[str], None]
+
+
+def _run(argv: list[str]) -> None:
+    subprocess.run(argv, check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+
+
+def _podman_row(ctx: Ctx, case: str, measure: str, value: float, label: str, factor: float,
+                sample: Callable[[], float] | None, runs: int, warmup: int = 1) -> Row:
+    """A "≥ factor× faster than podman" row, or one saying why podman was not measured."""
+    def unmeasured(why: str) -> Row:
+        return Row(case, measure, value, "s", label, None, None, "", f"≥ {factor:g}× faster", None,
+                   note=f"podman not measured: {why}")
+
+    if ctx.podman.reason or sample is None:
+        return unmeasured(ctx.podman.reason or "its set-up step failed (see the run's stderr)")
+    try:
+        base = medians({"podman": sample}, runs, warmup=warmup)["podman"]
+    except RuntimeError as err:
+        return unmeasured(str(err))
+    return faster(case, measure, value, label, base, factor)
+
+
+def _podman_prepare(ctx: Ctx, step: Callable[[], object]) -> bool:
+    """Run a podman set-up step; False (and podman skipped for the case) if it fails."""
+    if ctx.podman.reason:
+        return False
+    try:
+        step()
+    except RuntimeError as err:
+        ctx.say(f"  podman: {err}")
+        return False
+    return True
+
+
+# -- run_rm --------------------------------------------------------------------
+
+
+def case_run_rm(ctx: Ctx) -> list[Row]:
+    containers = ctx.engine.containers
+    keep = ctx.raw.clone(ctx.raw.new_name("exec"))  # for lxc-execute alone
+    try:
+        m = medians({
+            "px": clocked(containers.run, ctx.image, ["true"], remove=True),
+            "raw": ctx.raw.run_rm,
+            "cli": clocked(ctx.tools.run_rm),
+            "execute": clocked(ctx.tools.execute_true, keep.name),
+            "floor": clocked(_run, floor_argv(ctx.rootfs)),
+        }, ctx.fast)
+    finally:
+        ctx.raw.destroy(keep)
+    what = "run(img, ['true'], remove=True)"
+    rows = [
+        at_most("run_rm", what, m["px"], "raw liblxc: clone + start + wait + destroy", m["raw"], 1.3),
+        _podman_row(ctx, "run_rm", what, m["px"], "podman run --rm true", 5,
+                    clocked(ctx.podman.run_rm), ctx.medium),
+        info("run_rm", what, m["px"], "lxc-copy -s + lxc-execute + lxc-destroy", m["cli"]),
+        info("run_rm", what, m["px"], "lxc-execute true (container exists)", m["execute"]),
+        info("run_rm", what, m["px"], "floor: unshare + chroot true", m["floor"]),
+    ]
+    return rows
+
+
+# -- exec ----------------------------------------------------------------------
+
+
+def case_exec(ctx: Ctx) -> list[Row]:
+    c = ctx.engine.containers.run(ctx.image, ["sleep", "3600"], detach=True)
+    rc, _ = ctx.raw.start_idle()
+    try:
+        m = medians({
+            "px": clocked(c.exec, ["true"]),
+            "raw": clocked(ctx.raw.attach_true, rc),
+            "cli": clocked(ctx.tools.attach_true, rc.name),
+        }, ctx.fast)
+    finally:
+        c.remove(force=True)
+        ctx.raw.destroy(rc)
+    what = "c.exec(['true'])"
+    sample = None
+    if _podman_prepare(ctx, lambda: ctx.podman.start_idle("pxbench-idle")):
+        sample = clocked(ctx.podman.exec_true, "pxbench-idle")
+    try:
+        pm = _podman_row(ctx, "exec", what, m["px"], "podman exec true", 20, sample, ctx.medium)
+    finally:
+        if sample is not None:
+            ctx.podman.run("rm", "--force", "--time", "0", "pxbench-idle", check=False)
+    return [
+        at_most("exec", what, m["px"], "raw liblxc attach_wait(true)", m["raw"], 1.5),
+        pm,
+        info("exec", what, m["px"], "lxc-attach --clear-env true", m["cli"]),
+    ]
+
+
+# -- provision -------------------------------------------------------------------
+
+
+def _big_image(ctx: Ctx) -> tuple[str, int]:
+    """An image of ≥ 200 MB: a ``dir:`` base holding the busybox root plus random files."""
+    src = ctx.dir / "big-src"
+    shutil.copytree(ctx.rootfs, src, symlinks=True)
+    data = src / "data"
+    data.mkdir()
+    chunk = 2 << 20
+    for i in range(BIG_IMAGE_MB // 2):
+        (data / f"blob-{i:03d}").write_bytes(os.urandom(chunk))
+    built = ctx.engine.images.build(Image("pxbench/big:1", base=f"dir:{src}"))
+    shutil.rmtree(src)
+    return built.name, built.size
+
+
+def _du_kb(path: Path) -> int:
+    out = subprocess.run(["du", "-sk", str(path)], capture_output=True, text=True, check=True).stdout
+    return int(out.split()[0])
+
+
+def case_provision(ctx: Ctx) -> list[Row]:
+    big, big_size = _big_image(ctx)
+    small_size = ctx.engine.images.get(ctx.image).size
+    created: list[Container] = []
+    clones: list[Any] = []
+
+    def create(image: str) -> float:
+        t0 = time.perf_counter()
+        c = ctx.engine.containers.create(image, ["true"])
+        seconds = time.perf_counter() - t0
+        created.append(c)
+        return seconds
+
+    def clone() -> float:
+        t0 = time.perf_counter()
+        clones.append(ctx.raw.clone(ctx.raw.new_name("prov")))
+        return time.perf_counter() - t0
+
+    try:
+        m = medians({"small": lambda: create(ctx.image), "big": lambda: create(big), "raw": clone}, ctx.fast)
+        disk_kb = max(_du_kb(c.dir) for c in created)
+    finally:
+        for c in created:
+            c.remove(force=True)
+        for rc in clones:
+            ctx.raw.destroy(rc)
+    small_label = f"create() from busybox ({small_size / 1e6:.1f} MB)"
+    big_label = f"create() from a {big_size / 1e6:.0f} MB image"
+    return [
+        at_most("provision", big_label, m["big"], small_label, m["small"], 1.5),
+        absolute("provision", "disk per created container (du -sk of its dir, max)", disk_kb, "KB", 100),
+        info("provision", small_label, m["small"], "raw liblxc clone (overlay snapshot)", m["raw"]),
+    ]
+
+
+# -- builds ----------------------------------------------------------------------
+
+
+def _layers(token: str) -> list[str]:
+    return [f"echo {token}-{i} > /f{i}" for i in range(COLD_LAYERS)]
+
+
+def _image(name: str, token: str) -> Image:
+    return Image(name, base="busybox", layers=[Layer.run(s, network="none") for s in _layers(token)])
+
+
+def _podman_context(ctx: Ctx, token: str) -> Path:
+    d = ctx.dir / f"podman-ctx-{token}"
+    d.mkdir()
+    (d / "Containerfile").write_text(containerfile(_layers(token)))
+    return d
+
+
+def _cli_argv(root: Path, yaml_path: Path) -> tuple[list[str], str]:
+    """The whole-process rebuild: the CLI if it exists yet, else the same call through ``python -c``."""
+    py = sys.executable
+    probe = subprocess.run([py, "-m", "pylxcore", "--help"], capture_output=True, text=True, check=False)
+    if probe.returncode == 0 and "build" in probe.stdout:
+        argv = [py, "-m", "pylxcore", "--root", str(root), "build", str(yaml_path)]
+        return argv, "CLI `python -m pylxcore build`, whole process"
+    code = ("import sys; from pylxcore import Engine, Image; "
+            "Engine(sys.argv[1]).images.build(Image.load(sys.argv[2]))")
+    argv = [py, "-c", code, str(root), str(yaml_path)]
+    return argv, "`python -c Engine().images.build(Image.load())`, whole process (no CLI yet)"
+
+
+def case_rebuild_cached(ctx: Ctx) -> list[Row]:
+    image = _image("pxbench/ten:1", "cached")
+    yaml_dir = ctx.dir / "ten"
+    yaml_dir.mkdir()
+    (yaml_dir / "image.yaml").write_text(image.to_yaml())
+    ctx.engine.images.build(image)  # the cold build, not timed here
+    again = ctx.engine.images.build(image)
+    if not all(step.cached for step in again.layers):
+        raise RuntimeError("the rebuild of an unchanged image was not fully cached")
+    inproc = medians({"px": clocked(ctx.engine.images.build, image)}, ctx.fast)["px"]
+    argv, label = _cli_argv(ctx.engine.root, yaml_dir / "image.yaml")
+    whole = medians({"px": clocked(_run, argv)}, ctx.medium)["px"]
+    sample = None
+    pctx = _podman_context(ctx, "cached")
+    if _podman_prepare(ctx, lambda: ctx.podman.build(pctx, "pxbench-ten")):
+        sample = clocked(ctx.podman.build, pctx, "pxbench-ten")
+    return [
+        absolute("rebuild_cached", f"images.build() of an unchanged {COLD_LAYERS}-layer image, in-process",
+                 inproc, "s", 0.020),
+        _podman_row(ctx, "rebuild_cached", label, whole, "podman build (all cached)", 2, sample, ctx.medium),
+    ]
+
+
+def case_build_cold(ctx: Ctx) -> list[Row]:
+    def px_once() -> float:
+        image = _image("pxbench/cold:1", secrets.token_hex(4))
+        t0 = time.perf_counter()
+        ctx.engine.images.build(image)
+        return (time.perf_counter() - t0) / COLD_LAYERS
+
+    def podman_once() -> float:
+        pctx = _podman_context(ctx, secrets.token_hex(4))
+        t0 = time.perf_counter()
+        ctx.podman.build(pctx, "pxbench-cold")
+        return (time.perf_counter() - t0) / COLD_LAYERS
+
+    per_step = medians({"px": px_once}, ctx.slow, warmup=0)["px"]
+    what = f"per step of a cold {COLD_LAYERS}-layer build (each writes one small file)"
+    return [_podman_row(ctx, "build_cold", what, per_step, "podman build, per step", 5,
+                        None if ctx.podman.reason else podman_once, ctx.slow, warmup=0)]
+
+
+# -- fleet -----------------------------------------------------------------------
+
+
+def _pss_kb(pid: int) -> int:
+    """Proportional set size: shared pages (the python binary, libc, liblxc) split among their users."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as fh:
+            for line in fh:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _mem_available_kb() -> int:
+    with open("/proc/meminfo") as fh:
+        for line in fh:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1])
+    raise RuntimeError("no MemAvailable in /proc/meminfo")
+
+
+def _host_side_kb(c: Container) -> tuple[int, int]:
+    """(PSS of the supervisor + liblxc's monitor, PSS of the container's own processes) in KB.
+
+    The supervisor pid and the ``lxc-execute`` pid (the monitor) come from the
+    supervisor's state.json; the container's own processes are the monitor's
+    descendants (liblxc's init, then the payload).
+    """
+    st = json.loads((c.dir / "state.json").read_text())
+    shim, monitor = int(st["shim_pid"]), int(st["lxc_pid"])
+    own, todo = 0, children(monitor)
+    while todo:
+        pid = todo.pop()
+        own += _pss_kb(pid)
+        todo += children(pid)
+    return _pss_kb(shim) + _pss_kb(monitor), own
+
+
+def case_fleet(ctx: Ctx) -> list[Row]:
+    runs: list[dict[str, float]] = []
+    for _ in range(ctx.slow):
+        time.sleep(0.5)  # let the page cache and slab settle after the previous run
+        avail0 = _mem_available_kb()
+        t0 = time.perf_counter()
+        fleet = [ctx.engine.containers.run(ctx.image, IDLE, detach=True) for _ in range(FLEET_SIZE)]
+        started = time.perf_counter() - t0
+        try:
+            time.sleep(1.0)  # let the last ones finish starting before reading memory
+            sides = [_host_side_kb(c) for c in fleet]
+            avail1 = _mem_available_kb()
+        finally:
+            t0 = time.perf_counter()
+            for c in fleet:
+                c.stop()
+                c.remove()
+            stopped = time.perf_counter() - t0
+        own = sum(o for _, o in sides) / FLEET_SIZE
+        runs.append({
+            "start": started,
+            "stop": stopped,
+            "host": sum(h for h, _ in sides) / FLEET_SIZE / 1024,
+            "own": own / 1024,
+            "avail": ((avail0 - avail1) / FLEET_SIZE - own) / 1024,
+        })
+        ctx.say(f"  fleet run: start {started:.2f}s stop+rm {stopped:.2f}s")
+    raw_start, raw_stop = _raw_fleet(ctx)
+    med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    n = FLEET_SIZE
+    return [
+        info("fleet", f"start {n} idle containers (run detach=True)", med["start"],
+             f"raw liblxc: {n} × clone + start", raw_start),
+        info("fleet", f"stop() + remove() of {n}", med["stop"],
+             f"raw liblxc: {n} × stop + destroy", raw_stop),
+        absolute("fleet", "host memory per idle container: supervisor + liblxc monitor (PSS)", med["host"],
+                 "MB", 2, note=f"its own init + sleep: {med['own']:.2f} MB, not counted"),
+        Row("fleet", "MemAvailable drop per container, minus its own processes' PSS", med["avail"], "MB",
+            note="kernel objects, page cache and the above; noisy on a shared host"),
+    ]
+
+
+def _raw_fleet(ctx: Ctx) -> tuple[float, float]:
+    t0 = time.perf_counter()
+    fleet, moved = [], 0.0
+    for _ in range(FLEET_SIZE):
+        rc, seconds = ctx.raw.start_idle()
+        fleet.append(rc)
+        moved += seconds
+    started = time.perf_counter() - t0 - moved
+    t0 = time.perf_counter()
+    for rc in fleet:
+        ctx.raw.destroy(rc)
+    return started, time.perf_counter() - t0
+
+
+# -- import ----------------------------------------------------------------------
+
+
+def case_import(ctx: Ctx) -> list[Row]:
+    py = sys.executable
+    m = medians({
+        "px": clocked(_run, [py, "-c", "import pylxcore"]),
+        "pass": clocked(_run, [py, "-c", "pass"]),
+    }, ctx.fast)
+    extra = m["px"] - m["pass"]
+    return [absolute("import", "`python -c 'import pylxcore'` minus `python -c pass`", extra, "s", 0.100,
+                     "python -c pass", m["pass"], note=f"{m['px'] * 1e3:.0f} ms in all")]
+
+
+# -- stop ------------------------------------------------------------------------
+
+READY = ["/bin/sh", "-c", "touch /tmp/ready; exec sleep 3600"]
+
+
+def case_stop(ctx: Ctx) -> list[Row]:
+    c = ctx.engine.containers.create(ctx.image, READY)
+    ready = c.dir / "upper" / "tmp" / "ready"  # the container's writable layer, seen from the host
+
+    def px_once() -> float:
+        if ready.exists():
+            ready.unlink()
+        c.start()
+        wait_for_file(ready)
+        t0 = time.perf_counter()
+        c.stop()
+        return time.perf_counter() - t0
+
+    rc = ctx.raw.clone(ctx.raw.new_name("stop"))
+    exits: list[float] = []
+    try:
+        m = medians({"px": px_once, "raw": lambda: ctx.raw.stop_sample(rc, exits)}, ctx.fast)
+    finally:
+        c.remove(force=True)
+        ctx.raw.destroy(rc)
+    what = "c.stop() of a process that exits on SIGTERM"
+    return [
+        at_most("stop", what, m["px"], "raw liblxc: SIGTERM → STOPPED", m["raw"], 1.5),
+        info("stop", what, m["px"], "the process alone: SIGTERM → exit (pidfd)", statistics.median(exits)),
+    ]
+
+
+CASES: dict[str, Callable[[Ctx], list[Row]]] = {
+    "run_rm": case_run_rm,
+    "exec": case_exec,
+    "provision": case_provision,
+    "rebuild_cached": case_rebuild_cached,
+    "build_cold": case_build_cold,
+    "fleet": case_fleet,
+    "import": case_import,
+    "stop": case_stop,
+}
