@@ -26,7 +26,21 @@ _RECIPE = 1
 Log = Callable[[str], None]
 
 
+# (path, dev, inode, size, mtime, ctime) -> digest: a cached rebuild must not
+# re-read the 2 MB busybox binary (or a base tarball) every time.
+_DIGESTS: dict[tuple[str, int, int, int, int, int], str] = {}
+
+
 def _file_sha256(path: str) -> str:
+    st = os.stat(path)
+    fingerprint = (path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    digest = _DIGESTS.get(fingerprint)
+    if digest is None:
+        digest = _DIGESTS[fingerprint] = _hash_file(path)
+    return digest
+
+
+def _hash_file(path: str) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):

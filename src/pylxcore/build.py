@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import logging
 import os
 import secrets
 import shlex
@@ -24,14 +23,13 @@ from typing import Any, Callable, Literal, Sequence, Union
 import attrs
 
 from . import _liblxc, bases
+from ._log import log
 from .errors import BuildError, ImageNotFound, PylxcoreError, SpecError, StorageError
 from .limits import host_layout
 from .lxcconfig import RunConfig, render
 from .rootfs import LayerStack, overlay_spec
 from .spec import Image, Layer, Limits, resolve_copy_source
 from .store import Store, canonical_json, disk_full, rmtree, sha256_hex
-
-log = logging.getLogger("pylxcore")
 
 # How many output lines a BuildError carries.
 _TAIL = 20
@@ -95,12 +93,36 @@ class _Printer:
             print(f"Built {ev.image_id[:19]}  ({ev.seconds:.2f}s)", file=self.stream, flush=True)
 
 
+def _logged(ev: BuildEvent) -> None:
+    if ev.kind == "step":
+        log(
+            "debug",
+            "step %d/%d %s (%s)",
+            ev.index,
+            ev.total - 1,
+            ev.instruction,
+            "cached" if ev.cached else "run",
+        )
+    elif ev.kind == "output":
+        log("debug", "step %d: %s", ev.index, ev.line)
+    elif ev.kind == "done":
+        log("info", "built %s in %.2fs", ev.image_id, ev.seconds or 0.0)
+
+
 def _emitter(progress: Progress) -> Callable[[BuildEvent], None]:
+    """Every event goes to the pylxcore logger, and to the printer or callable asked for."""
     if progress is True:
-        return _Printer()
-    if callable(progress):
-        return progress
-    return lambda ev: None
+        printer: Callable[[BuildEvent], None] = _Printer()
+    elif callable(progress):
+        printer = progress
+    else:
+        return _logged
+
+    def both(ev: BuildEvent) -> None:
+        _logged(ev)
+        printer(ev)
+
+    return both
 
 
 def copy_digest(src: Path) -> str:
@@ -367,7 +389,8 @@ class Builder:
             rmtree(staged)
             if err.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise StorageError(
-                    f"the store's disk is full: copy {layer.src!r} could not be written", path=str(self.store.root)
+                    f"the store's disk is full: copy {layer.src!r} could not be written",
+                    path=str(self.store.root),
                 ) from err
             raise BuildError(
                 f"copy failed: {err}", layer_index=index - 1, instruction=layer.instruction()

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from .build import Builder, Progress, StepResult
+from .build import Builder, BuildEvent, Progress, StepResult, _emitter
 from .errors import Conflict, ImageNotFound, SpecError
 from .spec import Image, Limits, validate_image_ref
 
@@ -137,19 +137,23 @@ class ImageCollection:
             image_id, record, results = self._builder.build(
                 image, context=context, no_cache=no_cache, progress=progress
             )
-            self._store.put_image(image_id, record)
+            # An unchanged image keeps its record (and its creation time): a
+            # cached rebuild writes nothing.
+            existing = self._store.get_image_record(image_id)
+            if existing is None:
+                self._store.put_image(image_id, record)
+            else:
+                record = existing
             with self._store.lock("refs"):
                 refs = self._store.read_refs()
-                refs[image.name] = image_id
-                self._store.write_refs(refs)
-        if progress:
-            from .build import BuildEvent, _emitter
-
-            _emitter(progress)(
-                BuildEvent(
-                    "done", len(results), len(results), seconds=time.monotonic() - started, image_id=image_id
-                )
+                if refs.get(image.name) != image_id:
+                    refs[image.name] = image_id
+                    self._store.write_refs(refs)
+        _emitter(progress)(
+            BuildEvent(
+                "done", len(results), len(results), seconds=time.monotonic() - started, image_id=image_id
             )
+        )
         return self._from_record(record, refs, results)
 
     def _from_record(

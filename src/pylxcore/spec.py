@@ -23,9 +23,22 @@ from fractions import Fraction
 from typing import Any, NoReturn
 
 import attrs
-import yaml
 
 from pylxcore.errors import SpecError
+
+
+class _LazyYaml:
+    """PyYAML, imported on first use: it is a sixth of ``import pylxcore``'s
+    time, and most programs that import pylxcore never read YAML."""
+
+    def __getattr__(self, name: str) -> Any:
+        import yaml as module
+
+        globals()["yaml"] = module
+        return getattr(module, name)
+
+
+yaml: Any = _LazyYaml()
 
 __all__ = [
     "Image",
@@ -143,8 +156,9 @@ def split_image_ref(ref: str) -> tuple[str, str]:
     if not _TAG_RE.fullmatch(tag) or ".." in tag:
         raise SpecError(f"invalid image reference {ref!r}: bad tag {tag!r}; {allowed}", key="name")
     if len(name) + 1 + len(tag) > _MAX_REF:
-        raise SpecError(f"invalid image reference {ref[:40]!r}...: longer than {_MAX_REF} characters",
-                        key="name")
+        raise SpecError(
+            f"invalid image reference {ref[:40]!r}...: longer than {_MAX_REF} characters", key="name"
+        )
     return name, tag
 
 
@@ -202,8 +216,9 @@ def _check_relative_source(src: object, key: str) -> str:
     # Refuse every "..", even one that stays inside ("a/../b"): the rule is
     # easy to state and a spec never needs it.
     if ".." in src.split("/"):
-        raise SpecError(f"invalid path {src!r}: must not contain '..' (it would leave the build context)",
-                        key=key)
+        raise SpecError(
+            f"invalid path {src!r}: must not contain '..' (it would leave the build context)", key=key
+        )
     return src
 
 
@@ -270,8 +285,10 @@ def _convert_memory(value: object) -> int | None:
         return None
     if isinstance(value, (int, str)):
         return parse_size(value, key="limits.memory")
-    raise SpecError(f"expected a size like '64M' or bytes as an int, got {value!r} ({_type_name(value)})",
-                    key="limits.memory")
+    raise SpecError(
+        f"expected a size like '64M' or bytes as an int, got {value!r} ({_type_name(value)})",
+        key="limits.memory",
+    )
 
 
 def _convert_memory_swap(value: object) -> int | None:
@@ -354,8 +371,12 @@ class Limits:
 
     def __attrs_post_init__(self) -> None:
         # Same rule as Docker: memory_swap counts memory too, so less is a mistake.
-        if (self.memory is not None and self.memory_swap is not None and self.memory_swap != -1
-                and self.memory_swap < self.memory):
+        if (
+            self.memory is not None
+            and self.memory_swap is not None
+            and self.memory_swap != -1
+            and self.memory_swap < self.memory
+        ):
             raise SpecError(
                 f"memory_swap ({self.memory_swap}) is memory plus swap and must be >= memory ({self.memory})",
                 key="limits.memory_swap",
@@ -367,8 +388,11 @@ class Limits:
         Raises:
             SpecError: if the combination is invalid (memory_swap < memory).
         """
-        changes = {f.name: getattr(override, f.name) for f in attrs.fields(Limits)
-                   if getattr(override, f.name) is not None}
+        changes = {
+            f.name: getattr(override, f.name)
+            for f in attrs.fields(Limits)
+            if getattr(override, f.name) is not None
+        }
         return attrs.evolve(self, **changes)
 
     def to_dict(self) -> dict[str, object]:
@@ -405,7 +429,7 @@ class Limits:
             return cls(**data)  # keys were checked above
         except SpecError as err:
             # The converters name "limits.<field>"; re-root under the caller's key.
-            raise SpecError(err.reason, key=key + err.key[len("limits"):]) from None
+            raise SpecError(err.reason, key=key + err.key[len("limits") :]) from None
 
 
 # --------------------------------------------------------------------------
@@ -426,8 +450,9 @@ def _check_mount_target(_inst: object, _attr: object, value: Any) -> None:
 
 def _check_bool(_inst: object, attr: attrs.Attribute[Any], value: Any) -> None:
     if not isinstance(value, bool):
-        raise SpecError(f"expected True or False, got {value!r} ({_type_name(value)})",
-                        key=f"mount.{attr.name}")
+        raise SpecError(
+            f"expected True or False, got {value!r} ({_type_name(value)})", key=f"mount.{attr.name}"
+        )
 
 
 @attrs.frozen
@@ -478,8 +503,9 @@ def _check_env_pair(name: object, value: object, key: str) -> tuple[str, str]:
     if not isinstance(value, str):
         raise SpecError(f"expected a string value, got {value!r} ({_type_name(value)})", key=f"{key}.{name}")
     if "\0" in value:
-        raise SpecError("value contains a NUL character, which an environment cannot hold",
-                        key=f"{key}.{name}")
+        raise SpecError(
+            "value contains a NUL character, which an environment cannot hold", key=f"{key}.{name}"
+        )
     return name, value
 
 
@@ -565,12 +591,17 @@ class Layer:
 
     def __attrs_post_init__(self) -> None:
         if self.kind not in LAYER_KINDS:
-            raise SpecError(f"unknown layer kind {self.kind!r}; expected one of {', '.join(LAYER_KINDS)}",
-                            key="kind")
+            raise SpecError(
+                f"unknown layer kind {self.kind!r}; expected one of {', '.join(LAYER_KINDS)}", key="kind"
+            )
         # A field of another kind would silently do nothing; it must not
         # even exist, so canonical() never has to decide whether it counts.
-        used = {"run": ("script", "network"), "copy": ("src", "dest", "mode"),
-                "env": ("env_pairs",), "workdir": ("path",)}[self.kind]
+        used = {
+            "run": ("script", "network"),
+            "copy": ("src", "dest", "mode"),
+            "env": ("env_pairs",),
+            "workdir": ("path",),
+        }[self.kind]
         for f in attrs.fields(Layer):
             if f.name != "kind" and f.name not in used and getattr(self, f.name) != f.default:
                 raise SpecError(f"field {f.name!r} does not apply to a {self.kind} layer", key=self.kind)
@@ -580,13 +611,15 @@ class Layer:
             if "\0" in self.script:
                 raise SpecError("the script contains a NUL character", key="run")
             if self.network not in _NETWORKS:
-                raise SpecError(f"invalid network {self.network!r}; expected one of {', '.join(_NETWORKS)}",
-                                key="network")
+                raise SpecError(
+                    f"invalid network {self.network!r}; expected one of {', '.join(_NETWORKS)}", key="network"
+                )
         elif self.kind == "copy":
             _check_relative_source(self.src, "copy.src")
             if self.dest == "":
-                raise SpecError("missing destination: copy needs an absolute dest inside the image",
-                                key="copy.dest")
+                raise SpecError(
+                    "missing destination: copy needs an absolute dest inside the image", key="copy.dest"
+                )
             _check_absolute_path(self.dest, "copy.dest", allow_dotdot=False)
         elif self.kind == "env":
             if not self.env_pairs:
@@ -709,14 +742,17 @@ _DEFAULT_BASE = "busybox"
 
 def _convert_name(value: object) -> str:
     if not isinstance(value, str):
-        raise SpecError(f"expected an image name like 'web:1.0', got {value!r} ({_type_name(value)})",
-                        key="name")
+        raise SpecError(
+            f"expected an image name like 'web:1.0', got {value!r} ({_type_name(value)})", key="name"
+        )
     return validate_image_ref(value)
 
 
 def _convert_base(value: object) -> str:
-    allowed = ("expected 'busybox', 'debian:SUITE', 'dir:/abs/path', 'tar:/abs/path.tar[.gz|.tgz|.xz|.zst]'"
-               " or 'image:NAME[:TAG]'")
+    allowed = (
+        "expected 'busybox', 'debian:SUITE', 'dir:/abs/path', 'tar:/abs/path.tar[.gz|.tgz|.xz|.zst]'"
+        " or 'image:NAME[:TAG]'"
+    )
     if not isinstance(value, str):
         raise SpecError(f"{allowed}, got {value!r} ({_type_name(value)})", key="base")
     kind, colon, arg = value.partition(":")
@@ -727,8 +763,9 @@ def _convert_base(value: object) -> str:
     if kind in ("dir", "tar") and colon:
         _check_absolute_path(arg, "base", allow_dotdot=False)
         if kind == "tar" and not arg.endswith(_TAR_SUFFIXES):
-            raise SpecError(f"invalid base {value!r}: a tar base must end with {', '.join(_TAR_SUFFIXES)}",
-                            key="base")
+            raise SpecError(
+                f"invalid base {value!r}: a tar base must end with {', '.join(_TAR_SUFFIXES)}", key="base"
+            )
         return value
     if kind == "image" and colon:
         try:
@@ -754,8 +791,9 @@ def _convert_layers(value: object) -> tuple[Layer, ...]:
             except SpecError as err:
                 raise SpecError(err.reason, key=f"layers[{i}].{err.key}") from None
         else:
-            raise SpecError(f"expected a Layer or a script string, got {item!r} ({_type_name(item)})",
-                            key=f"layers[{i}]")
+            raise SpecError(
+                f"expected a Layer or a script string, got {item!r} ({_type_name(item)})", key=f"layers[{i}]"
+            )
     return tuple(layers)
 
 
@@ -776,11 +814,15 @@ def _convert_labels(value: object) -> dict[str, str]:
     labels = {}
     for name, text in value.items():
         if not isinstance(name, str) or not name or re.search(r"[\s=]", name) or _has_control_chars(name):
-            raise SpecError(f"invalid label name {name!r}: expected a non-empty string without spaces or '='",
-                            key="labels")
+            raise SpecError(
+                f"invalid label name {name!r}: expected a non-empty string without spaces or '='",
+                key="labels",
+            )
         if not isinstance(text, str) or "\0" in text:
-            raise SpecError(f"expected a string value without NUL, got {text!r} ({_type_name(text)})",
-                            key=f"labels.{name}")
+            raise SpecError(
+                f"expected a string value without NUL, got {text!r} ({_type_name(text)})",
+                key=f"labels.{name}",
+            )
         labels[name] = text
     return labels
 
@@ -791,8 +833,9 @@ def _convert_workdir(value: object) -> str:
 
 def _convert_user(value: object) -> str:
     if not isinstance(value, str) or not _USER_RE.fullmatch(value):
-        raise SpecError(f"expected a user name or uid, optionally ':group' or ':gid', got {value!r}",
-                        key="user")
+        raise SpecError(
+            f"expected a user name or uid, optionally ':group' or ':gid', got {value!r}", key="user"
+        )
     return value
 
 
@@ -805,8 +848,9 @@ def _convert_cmd(value: object) -> tuple[str, ...] | None:
             raise SpecError("the command string is empty", key="cmd")
         value = ["/bin/sh", "-c", value]
     if isinstance(value, (bytes, Mapping)) or not isinstance(value, Iterable):
-        raise SpecError(f"expected a list of strings or a shell command string, got {_type_name(value)}",
-                        key="cmd")
+        raise SpecError(
+            f"expected a list of strings or a shell command string, got {_type_name(value)}", key="cmd"
+        )
     argv = tuple(value)
     if not argv:
         raise SpecError("the command is empty; leave cmd out to have none", key="cmd")
@@ -976,8 +1020,10 @@ class Image:
             rows.append(("labels", esc(", ".join(f"{k}={v}" for k, v in self.labels.items()))))
         if self.limits != Limits():
             rows.append(("limits", esc(", ".join(f"{k}={v}" for k, v in self.limits.to_dict().items()))))
-        body = "".join(f"<tr><th style='text-align:left'>{k}</th><td style='text-align:left'>{v}</td></tr>"
-                       for k, v in rows)
+        body = "".join(
+            f"<tr><th style='text-align:left'>{k}</th><td style='text-align:left'>{v}</td></tr>"
+            for k, v in rows
+        )
         return f"<table>{body}</table>"
 
 
@@ -1155,8 +1201,12 @@ class _YamlReader:
         if isinstance(value, bool) and words:
             return str(node.value)
         if isinstance(value, bool):
-            self.fail(f"expected a string, got the boolean {node.value!r}"
-                      " (YAML reads yes/no/on/off/true/false as booleans; quote it)", key, node)
+            self.fail(
+                f"expected a string, got the boolean {node.value!r}"
+                " (YAML reads yes/no/on/off/true/false as booleans; quote it)",
+                key,
+                node,
+            )
         if value is None:
             self.fail("expected a string, got nothing (null)", key, node)
         return str(node.value)
@@ -1177,12 +1227,14 @@ class _YamlReader:
             # the real one; its context mark says where the construct began.
             if err.context and err.context_mark is not None:
                 reason += f" ({err.context}: see line {err.context_mark.line + 1})"
-            raise SpecError(f"invalid YAML: {reason}", path=self.path,
-                            line=mark.line + 1 if mark is not None else None) from None
+            raise SpecError(
+                f"invalid YAML: {reason}", path=self.path, line=mark.line + 1 if mark is not None else None
+            ) from None
         except yaml.reader.ReaderError as err:
             line = text.count("\n", 0, err.position) + 1
-            raise SpecError(f"invalid YAML: {err.reason} character {err.character!r}",
-                            path=self.path, line=line) from None
+            raise SpecError(
+                f"invalid YAML: {err.reason} character {err.character!r}", path=self.path, line=line
+            ) from None
         except yaml.YAMLError as err:
             raise SpecError(f"invalid YAML: {err}", path=self.path) from None
         except RecursionError:
@@ -1198,8 +1250,9 @@ class _YamlReader:
             raise SpecError(f"expected YAML text, got {_type_name(text)}", path=self.path)
         root = self.compose(text)
         if root is None:
-            raise SpecError("the document is empty; expected a mapping with at least 'name'",
-                            path=self.path, line=1)
+            raise SpecError(
+                "the document is empty; expected a mapping with at least 'name'", path=self.path, line=1
+            )
         if not isinstance(root, yaml.MappingNode):
             self.fail(f"the document must be a mapping of image keys, got {self.describe(root)}", "", root)
         self.nodes[""] = root
@@ -1208,15 +1261,19 @@ class _YamlReader:
             if name in ("name", "base", "workdir", "user"):
                 values[name] = self.string(node, name)
             elif name in ("env", "labels"):
-                values[name] = {key: self.variable(value, f"{name}.{key}")
-                                for key, value in self.mapping(node, name, None)}
+                values[name] = {
+                    key: self.variable(value, f"{name}.{key}")
+                    for key, value in self.mapping(node, name, None)
+                }
             elif name == "layers":
                 values[name] = self.layers(node)
             elif name == "cmd":
                 values[name] = self.cmd(node)
             else:
-                values[name] = {key: self.optional_number(value, f"limits.{key}")
-                                for key, value in self.mapping(node, "limits", _LIMIT_KEYS)}
+                values[name] = {
+                    key: self.optional_number(value, f"limits.{key}")
+                    for key, value in self.mapping(node, "limits", _LIMIT_KEYS)
+                }
         if "name" not in values:
             self.fail("missing required key 'name' (the image name, like 'web:1.0')", "name", root)
         try:
@@ -1240,8 +1297,9 @@ class _YamlReader:
         # The shell form must be written as a string: "cmd: 5" is a mistake.
         if isinstance(node, yaml.ScalarNode) and node.tag == _TAG + "str":
             return str(node.value)
-        self.fail(f"expected a list of strings or a shell command string, got {self.describe(node)}",
-                  "cmd", node)
+        self.fail(
+            f"expected a list of strings or a shell command string, got {self.describe(node)}", "cmd", node
+        )
 
     def layers(self, node: Any) -> list[Layer]:
         if not isinstance(node, yaml.SequenceNode):
@@ -1271,8 +1329,11 @@ class _YamlReader:
                 self.fail("empty layer; expected a script string or a mapping like {run: ...}", key, node)
             return "run", {"script": self.string(node, key, words=True), "network": "host"}
         if not isinstance(node, yaml.MappingNode):
-            self.fail(f"expected a script string or a mapping like {{run: ...}}, got {self.describe(node)}",
-                      key, node)
+            self.fail(
+                f"expected a script string or a mapping like {{run: ...}}, got {self.describe(node)}",
+                key,
+                node,
+            )
         fields = dict(self.mapping(node, key, _LAYER_KEYS))
         kinds = [name for name in fields if name in LAYER_KINDS]
         if len(kinds) != 1:
@@ -1280,8 +1341,9 @@ class _YamlReader:
             self.fail(f"a layer needs exactly one of {', '.join(LAYER_KINDS)}; found {found}", key, node)
         kind = kinds[0]
         if "network" in fields and kind != "run":
-            self.fail(f"'network' only applies to run layers, not {kind}",
-                      f"{key}.network", fields["network"])
+            self.fail(
+                f"'network' only applies to run layers, not {kind}", f"{key}.network", fields["network"]
+            )
         value = fields[kind]
         if kind == "run":
             network = self.string(fields["network"], f"{key}.network") if "network" in fields else "host"
@@ -1290,16 +1352,21 @@ class _YamlReader:
             spec = dict(self.mapping(value, f"{key}.copy", _COPY_KEYS))
             for required in ("src", "dest"):
                 if required not in spec:
-                    self.fail(f"missing {required!r}; copy needs src and dest (mode is optional)",
-                              f"{key}.copy.{required}", value)
+                    self.fail(
+                        f"missing {required!r}; copy needs src and dest (mode is optional)",
+                        f"{key}.copy.{required}",
+                        value,
+                    )
             return kind, {
                 "src": self.string(spec["src"], f"{key}.copy.src"),
                 "dest": self.string(spec["dest"], f"{key}.copy.dest"),
                 "mode": self.mode(spec["mode"], f"{key}.copy.mode") if "mode" in spec else None,
             }
         if kind == "env":
-            values = {name: self.variable(v, f"{key}.env.{name}")
-                      for name, v in self.mapping(value, f"{key}.env", None)}
+            values = {
+                name: self.variable(v, f"{key}.env.{name}")
+                for name, v in self.mapping(value, f"{key}.env", None)
+            }
             return kind, {"values": values}
         return kind, {"path": self.string(value, f"{key}.workdir")}
 
