@@ -690,7 +690,7 @@ def test_docs_walkthrough(engine: Engine, tmp_path: Path) -> None:
     assert len(commands) >= 30
     documented = {shlex.split(c, comments=True)[1] for c, _ in commands if c.startswith("pylxcore ")}
     for name in ("build", "run", "ps", "exec", "logs", "start", "stop", "restart", "kill", "rm", "images",
-                 "rmi", "tag", "inspect", "prune", "stats", "completion"):
+                 "rmi", "tag", "inspect", "prune", "stats", "completion", "save", "load", "export"):
         assert name in documented, f"docs/cli.md has no example of {name}"
     for command, expected in commands:
         proc = subprocess.run(["bash", "-c", command], cwd=work, env=env, capture_output=True, text=True,

@@ -521,6 +521,27 @@ def cmd_tag(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_save(args: argparse.Namespace) -> int:
+    """``save IMAGE -o PATH``: an OCI archive (or layout dir) another engine can load."""
+    out = _engine(args).images.export(args.image, args.output, format=args.format)
+    print(f"Saved {args.image} to {out}")
+    return EXIT_OK
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    """``load -i PATH``: import an OCI layout, oci-archive or docker save archive."""
+    image = _engine(args).images.import_(args.input, name=args.tag)
+    print(f"Loaded image: {image.name}")
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """``export IMAGE -o PATH --format F``: an image as LXC, Incus, rootfs or OCI files."""
+    out = _engine(args).images.export(args.image, args.output, format=args.format)
+    print(f"Exported {args.image} as {args.format} to {out}")
+    return EXIT_OK
+
+
 def image_info(image: BuiltImage) -> dict[str, Any]:
     """An image as plain data, for ``inspect``."""
     config = image.config
@@ -819,6 +840,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("names", metavar="NAME|REF", nargs="+")
 
     command("prune", cmd_prune, "remove stopped containers, untagged images and unused layers")
+
+    p = command("save", cmd_save, "write an image as an OCI archive (or layout directory)")
+    p.add_argument("image", metavar="IMAGE")
+    p.add_argument("-o", "--output", metavar="PATH", required=True)
+    p.add_argument("--format", choices=("oci-archive", "oci"), default="oci-archive")
+
+    p = command("load", cmd_load, "import an OCI layout, oci-archive or docker save archive")
+    p.add_argument("-i", "--input", metavar="PATH", required=True)
+    p.add_argument("-t", "--tag", metavar="NAME:TAG", help="name the image (default: the archive's own name)")
+
+    p = command(
+        "export",
+        cmd_export,
+        "write an image for another engine: lxc, incus, rootfs, oci or oci-archive"
+        " (unlike docker export, this exports an image, not a container)",
+    )
+    p.add_argument("image", metavar="IMAGE")
+    p.add_argument("-o", "--output", metavar="PATH", required=True)
+    p.add_argument("--format", choices=("lxc", "incus", "rootfs", "oci", "oci-archive"), required=True)
 
     p = command("stats", cmd_stats, "one snapshot of containers' resource use")
     p.add_argument("names", metavar="NAME", nargs="*")
