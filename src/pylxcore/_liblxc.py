@@ -73,7 +73,10 @@ class Handle:
 
     def _container(self) -> Any:
         if self._c is None:
-            self._c = _module().Container(self.name, self.lxcpath)
+            try:
+                self._c = _module().Container(self.name, self.lxcpath)
+            except RuntimeError as err:  # e.g. its config vanished: removed meanwhile
+                raise self._fail("load", str(err)) from err
         return self._c
 
     def _fail(self, operation: str, detail: str = "") -> LXCError:
@@ -85,7 +88,7 @@ class Handle:
         )
 
     def state(self) -> str:
-        """"STOPPED", "RUNNING", "FROZEN", "STARTING", "STOPPING", …"""
+        """ "STOPPED", "RUNNING", "FROZEN", "STARTING", "STOPPING", …"""
         return str(self._container().state)
 
     def init_pid(self) -> int | None:

@@ -5,9 +5,12 @@ containerd-shim or podman's conmon): it runs ``lxc-execute``, writes the
 container's stdout and stderr apart with timestamps into its log, and records
 the exit code and whether the kernel OOM-killed it. Then it exits.
 
-It imports only the standard library and is started by path with ``python
--I -S`` so that it starts in a few milliseconds. Run as
-``python -I -S _shim.py CONTAINER_DIR``; it reads ``CONTAINER_DIR/run.json``.
+It imports only small, built-in modules (no json, subprocess, selectors,
+signal or typing: those pull in re, enum and friends, which cost tens of
+milliseconds per container start) and is started as ``python -I -S`` on its
+compiled bytecode. Run as ``python -I -S _shim.py CONTAINER_DIR``; it reads
+``CONTAINER_DIR/run.spec``: NUL-separated fields ``auto_remove`` ("0"/"1"),
+the OOM counter file to watch (or ""), then the lxc-execute command line.
 
 Log format: records of ``struct "<dBI"`` (unix time, stream 1=stdout
 2=stderr, length) followed by that many bytes. One ``write`` per record on an
@@ -16,13 +19,10 @@ O_APPEND file, so a reader sees whole records or a short tail it retries.
 
 from __future__ import annotations
 
-import json
+import _signal as signal
 import os
-import selectors
-import shutil
-import signal
+import select
 import struct
-import subprocess
 import sys
 import time
 
@@ -42,81 +42,354 @@ def process_start_time(pid: int) -> int | None:
     return int(fields[19])
 
 
-def write_json_atomic(path: str, obj: object) -> None:
+def _json(value: object) -> str:
+    """JSON of the flat values a state holds (str, int, float, bool, None)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if (
+        isinstance(value, str)
+        and value.isascii()
+        and value.isprintable()
+        and '"' not in value
+        and "\\" not in value
+    ):
+        return f'"{value}"'
+    raise ValueError(f"cannot encode {value!r}")
+
+
+def write_json_atomic(path: str, obj: dict[str, object]) -> None:
     tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w") as fh:
-        json.dump(obj, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
+    text = "{" + ", ".join(f'"{k}": {_json(v)}' for k, v in obj.items()) + "}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, text.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
     os.replace(tmp, path)
 
 
-def write_record(fd: int, stream: int, data: bytes) -> None:
-    os.write(fd, RECORD.pack(time.time(), stream, len(data)) + data)
+class _Log:
+    """The container's log, written so that a full disk costs output, never the
+    supervisor: a crashed supervisor would lose the exit code (and the pipes'
+    reader). Some space is held back in a ``reserve`` file from the start and
+    given up on the first ENOSPC, so the last lines and state.json still fit."""
 
+    RESERVE = 256 * 1024
 
-def _read_oom(path: str) -> bool:
-    try:
-        with open(path) as fh:
-            words = fh.read().split()
-    except OSError:
-        return False
-    return len(words) >= 2 and words[0] == "oom_kill" and int(words[1]) > 0
-
-
-def supervise(spec: dict, ready_fd: int) -> int:
-    ctrdir = spec["dir"]
-    state_path = os.path.join(ctrdir, "state.json")
-    oom_path = os.path.join(ctrdir, "oom")
-    lxc_log = os.path.join(ctrdir, "lxc.log")
-    for stale in (oom_path, lxc_log):
+    def __init__(self, ctrdir: str) -> None:
+        self.fd = os.open(
+            os.path.join(ctrdir, "log"), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640
+        )
+        self.size = os.fstat(self.fd).st_size
+        self.reserve = os.path.join(ctrdir, "reserve")
         try:
-            os.unlink(stale)
+            fd = os.open(self.reserve, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                os.posix_fallocate(fd, 0, self.RESERVE)
+            finally:
+                os.close(fd)
+        except OSError:
+            pass  # no room even for that: we do without
+
+    def release(self) -> bool:
+        """Give the reserved space back to the filesystem; False if already done."""
+        try:
+            os.unlink(self.reserve)
         except FileNotFoundError:
-            pass
-    log_fd = os.open(os.path.join(ctrdir, "log"), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+            return False
+        return True
+
+    def write(self, stream: int, data: bytes) -> None:
+        record = RECORD.pack(time.time(), stream, len(data)) + data
+        for _ in range(2):
+            try:
+                if os.write(self.fd, record) == len(record):
+                    self.size += len(record)
+                    return
+            except OSError:
+                pass
+            # A short or failed write: drop the partial record (readers would
+            # stop at it for good), free the reserve and try once more.
+            try:
+                os.ftruncate(self.fd, self.size)
+            except OSError:
+                pass
+            if not self.release():
+                return
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as fh:
+                out += [int(x) for x in fh.read().split()]
+        except OSError:
+            continue
+    return out
+
+
+def _nspid(pid: int) -> int | None:
+    """The pid of ``pid`` inside its own (innermost) pid namespace."""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("NSpid:"):
+                    return int(line.split()[-1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def find_pids(lxc_pid: int) -> tuple[int | None, int | None, bool]:
+    """(init, main, main_gone) on the host for the container run by ``lxc-execute``
+    process ``lxc_pid``. liblxc's init is pid 1 of the container and starts the
+    command as pid 2: an orphan reparented to init is never pid 2, so this tells
+    the main process apart even after it has gone."""
+    for child in _children(lxc_pid):
+        if _nspid(child) != 1:
+            continue
+        kids = _children(child)
+        main = next((k for k in kids if _nspid(k) == 2), None)
+        return child, main, main is None and bool(kids)
+    return None, None, False
+
+
+def _end_container(init_fd: int | None) -> None:
+    """SIGTERM to liblxc's init: it sends SIGTERM to every process left in the
+    container, SIGKILL a second later, then exits with the main process's code.
+    By pidfd: init may have exited and its pid been reused meanwhile."""
+    if init_fd is None:
+        return
+    try:
+        signal.pidfd_send_signal(init_fd, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+
+
+class _Process:
+    """lxc-execute, started with posix_spawn (subprocess costs ~10 ms to import)."""
+
+    def __init__(self, argv: list[str], stdin: int, stdout: int, stderr: int) -> None:
+        actions = [
+            (os.POSIX_SPAWN_DUP2, stdin, 0),
+            (os.POSIX_SPAWN_DUP2, stdout, 1),
+            (os.POSIX_SPAWN_DUP2, stderr, 2),
+        ]
+        self.pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=actions, setsid=False)
+        self.code: int | None = None
+
+    def poll(self) -> int | None:
+        if self.code is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.code = os.waitstatus_to_exitcode(status)
+        return self.code
+
+    def wait(self) -> int:
+        if self.code is None:
+            _, status = os.waitpid(self.pid, 0)
+            self.code = os.waitstatus_to_exitcode(status)
+        return self.code
+
+
+class _OomWatch:
+    """Counts OOM kills in the container's memory cgroup while it lives.
+
+    cgroup v1: an eventfd registered on memory.oom_control fires at every OOM
+    (and when the cgroup goes away); v2: memory.events raises POLLPRI on every
+    change. Either way the counter is read while the cgroup still exists:
+    liblxc removes it the moment the container ends, so reading it at the end
+    (or from a stop hook, which costs two shells on every stop) is too late
+    or too slow."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.killed = False
+        # An OOM event arrives as the OOM starts; the kill is counted a moment
+        # later. Until then the supervisor polls the counter every few ms.
+        self.pending = False
+        self.fd: int | None = None
+        self._file: int | None = None
+        if not path:
+            return
+        try:
+            self._file = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            if path.endswith("memory.oom_control"):
+                self.fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+                control = os.path.join(os.path.dirname(path), "cgroup.event_control")
+                cfd = os.open(control, os.O_WRONLY | os.O_CLOEXEC)
+                try:
+                    os.write(cfd, f"{self.fd} {self._file}".encode())
+                finally:
+                    os.close(cfd)
+            else:
+                self.fd = self._file
+        except OSError:
+            self.close()
+            return
+        self.check()  # an OOM before we started watching
+
+    @property
+    def events(self) -> int:
+        return select.POLLIN if self.fd != self._file else select.POLLPRI
+
+    def check(self, event: bool = False) -> bool:
+        """Read the counter (after an ``event`` on our fd, consume it first);
+        False once the cgroup is gone: stop watching. The cgroup's removal also
+        fires the eventfd, so only an event while it exists means an OOM."""
+        if event and self.fd is not None and self.fd != self._file:
+            try:
+                os.eventfd_read(self.fd)
+            except OSError:
+                pass
+        try:
+            data = os.pread(self._file, 4096, 0) if self._file is not None else b""
+        except OSError:
+            return False
+        if not data:
+            return False
+        if event:
+            self.pending = True
+        for line in data.split(b"\n"):
+            words = line.split()
+            if len(words) == 2 and words[0] == b"oom_kill" and int(words[1]) > 0:
+                self.killed = True
+        if self.killed:
+            self.pending = False
+        return True
+
+    def close(self) -> None:
+        for fd in {self.fd, self._file}:
+            if fd is not None:
+                os.close(fd)
+        self.fd = self._file = None
+
+
+def supervise(ctrdir: str, auto_remove: bool, oom_path: str, argv: list[str], ready_fd: int) -> int:
+    state_path = os.path.join(ctrdir, "state.json")
+    lxc_log = os.path.join(ctrdir, "lxc.log")
+    try:
+        os.unlink(lxc_log)
+    except FileNotFoundError:
+        pass
+    log = _Log(ctrdir)
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
-    devnull = os.open(os.devnull, os.O_RDWR)
+    devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
     try:
-        proc = subprocess.Popen(spec["argv"], stdin=devnull, stdout=out_w, stderr=err_w, close_fds=True)
+        proc = _Process(argv, devnull, out_w, err_w)
     except OSError as err:
-        os.write(ready_fd, f"error: cannot run {spec['argv'][0]}: {err}".encode())
+        os.write(ready_fd, f"error: cannot run {argv[0]}: {err}".encode())
         return 1
     os.close(out_w)
     os.close(err_w)
     os.close(devnull)
+    # Report "started" only once the main process exists (or the container
+    # already failed): callers may signal it the moment start() returns.
+    init = main = None
+    gone = False
+    deadline = time.monotonic() + 30
+    while proc.poll() is None and time.monotonic() < deadline:
+        init, main, gone = find_pids(proc.pid)
+        if main is not None or gone:
+            break
+        time.sleep(0.001)
+    init_fd = main_fd = None
+    try:
+        if init is not None:
+            init_fd = os.pidfd_open(init)
+        if main is not None:
+            main_fd = os.pidfd_open(main)
+    except OSError:  # it has exited already
+        pass
+    oom = _OomWatch(oom_path if init is not None else "")
     me = os.getpid()
-    state = {
+    state: dict[str, object] = {
         "status": "running",
         "shim_pid": me,
         "shim_start": process_start_time(me),
         "lxc_pid": proc.pid,
+        "init_pid": init,
+        "main_pid": main,
         "started_at": time.time(),
         "finished_at": None,
         "exit_code": None,
         "oom_killed": False,
     }
-    write_json_atomic(state_path, state)
+    try:
+        write_json_atomic(state_path, state)
+    except OSError:
+        log.release()
+        write_json_atomic(state_path, state)
     os.write(ready_fd, b"ok")
     os.close(ready_fd)
 
-    sel = selectors.DefaultSelector()
-    sel.register(out_r, selectors.EVENT_READ, STDOUT)
-    sel.register(err_r, selectors.EVENT_READ, STDERR)
-    while sel.get_map():
-        for key, _ in sel.select():
-            fd = int(key.fd)  # type: ignore[arg-type]
+    MAIN, OOM = 0, 3  # noqa: N806
+    streams = {out_r: STDOUT, err_r: STDERR}
+    poller = select.poll()
+    for fd in streams:
+        poller.register(fd, select.POLLIN)
+    if main_fd is not None:
+        streams[main_fd] = MAIN
+        poller.register(main_fd, select.POLLIN)
+    elif gone or (main is not None and init_fd is not None):
+        _end_container(init_fd)  # the main process is gone already
+    if oom.fd is not None:
+        streams[oom.fd] = OOM
+        poller.register(oom.fd, oom.events)
+    while out_r in streams or err_r in streams:
+        events = poller.poll(5 if oom.pending else None)
+        if oom.pending:
+            oom.check()
+        for fd, _ in events:
+            kind = streams.get(fd)
+            if kind == MAIN:
+                # liblxc's init waits for every orphan before it exits; Docker's
+                # rule (and ours) is that the container ends with its main process.
+                poller.unregister(fd)
+                del streams[fd]
+                os.close(fd)
+                _end_container(init_fd)
+                continue
+            if kind == OOM:
+                if not oom.check(event=True):
+                    poller.unregister(fd)
+                    del streams[fd]
+                continue
+            if kind is None:
+                continue
             try:
                 data = os.read(fd, 65536)
             except InterruptedError:
                 continue
             if not data:
-                sel.unregister(fd)
+                poller.unregister(fd)
+                del streams[fd]
                 os.close(fd)
                 continue
-            write_record(log_fd, key.data, data)
+            log.write(kind, data)
     code = proc.wait()
+    oom.check()
+    oom.close()
+    if oom.pending and code == 137:
+        oom.killed = True  # the OOM began, SIGKILL came, the cgroup went before the count
+    if init_fd is not None:
+        os.close(init_fd)
+    if main_fd is not None and main_fd in streams:
+        os.close(main_fd)
     if code < 0:  # lxc-execute itself killed by a signal
         code = 128 - code
     if code != 0:
@@ -128,26 +401,58 @@ def supervise(spec: dict, ready_fd: int) -> int:
         except OSError:
             lines = []
         for line in lines:
-            write_record(log_fd, STDERR, f"[liblxc] {line}\n".encode())
-    os.close(log_fd)
-    state.update(
-        status="exited",
-        finished_at=time.time(),
-        exit_code=code,
-        oom_killed=_read_oom(oom_path),
-    )
-    if spec.get("auto_remove"):
-        shutil.rmtree(ctrdir, ignore_errors=True)
+            log.write(STDERR, f"[liblxc] {line}\n".encode())
+    log.close()
+    log.release()  # the container is gone: its last word needs the room now
+    state.update(status="exited", finished_at=time.time(), exit_code=code, oom_killed=oom.killed)
+    if auto_remove:
+        _remove_dir(ctrdir)
     else:
         write_json_atomic(state_path, state)
     return 0
 
 
+def _remove_dir(ctrdir: str) -> None:
+    """Remove the container like ``Container.remove()`` does: renamed into the
+    store's tmp/ first, so that readers see all of it or nothing, never a
+    directory without its state (which would read as "created")."""
+    import shutil  # noqa: PLC0415  (only needed here, at the very end)
+    import tempfile  # noqa: PLC0415
+
+    tmp = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(ctrdir))), "tmp")
+    try:
+        doomed = tempfile.mkdtemp(prefix="rm-ctr-", dir=tmp)
+    except OSError:
+        shutil.rmtree(ctrdir, ignore_errors=True)
+        return
+    try:
+        os.rename(ctrdir, os.path.join(doomed, os.path.basename(ctrdir)))
+    except FileNotFoundError:
+        pass  # removed by someone else meanwhile
+    except OSError:
+        shutil.rmtree(ctrdir, ignore_errors=True)
+    shutil.rmtree(doomed, ignore_errors=True)
+
+
+def read_spec(ctrdir: str) -> tuple[bool, str, list[str]]:
+    """(auto_remove, OOM counter path, lxc-execute argv) from ``run.spec``."""
+    with open(os.path.join(ctrdir, "run.spec"), "rb") as fh:
+        fields = [f.decode("utf-8", "surrogateescape") for f in fh.read().split(b"\0")]
+    return fields[0] == "1", fields[1], fields[2:]
+
+
+def write_spec(ctrdir: str, auto_remove: bool, oom_path: str, argv: list[str]) -> None:
+    """The other half of read_spec, for the library (atomic: temp + rename)."""
+    tmp = os.path.join(ctrdir, f"run.spec.{os.getpid()}.tmp")
+    fields = ["1" if auto_remove else "0", oom_path, *argv]
+    with open(tmp, "wb") as fh:
+        fh.write(b"\0".join(f.encode("utf-8", "surrogateescape") for f in fields))
+    os.replace(tmp, os.path.join(ctrdir, "run.spec"))
+
+
 def main(argv: list[str]) -> int:
     ctrdir = argv[1]
-    with open(os.path.join(ctrdir, "run.json")) as fh:
-        spec = json.load(fh)
-    spec["dir"] = ctrdir
+    auto_remove, oom_path, command = read_spec(ctrdir)
     ready_r, ready_w = os.pipe()
     pid = os.fork()
     if pid > 0:
@@ -168,7 +473,7 @@ def main(argv: list[str]) -> int:
         os.dup2(devnull, fd)
     os.close(devnull)
     try:
-        code = supervise(spec, ready_w)
+        code = supervise(ctrdir, auto_remove, oom_path, command, ready_w)
     except BaseException as err:  # noqa: BLE001  (the last word must reach the caller)
         try:
             os.write(ready_w, f"error: supervisor failed: {err!r}".encode())

@@ -6,9 +6,10 @@ A container is a directory ``ROOT/containers/NAME`` (an LXC lxcpath entry, so
     config      the liblxc config (rootfs = overlay of the image's layers + upper/)
     meta.json   what it was created with (image, command, env, limits, …)
     upper/      its writable layer (work/ beside it is overlayfs's)
-    run.json    what the supervisor runs
+    run.spec    what the supervisor runs
     state.json  written by the supervisor: running / exited, exit code, OOM
     log         stdout and stderr records with timestamps (see _shim.py)
+    reserve     disk space the supervisor holds back for its last words (see _shim._Log)
 
 The supervisor (``_shim.py``) outlives the Python process that started the
 container, so a later ``Engine()`` in another process finds it, its logs and
@@ -17,9 +18,10 @@ its exit code.
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import hashlib
 import html
-import json
 import os
 import secrets
 import select
@@ -36,9 +38,10 @@ import attrs
 
 from . import _liblxc, _shim
 from .errors import (
+    Conflict,
     ContainerError,
     ContainerNotFound,
-    Conflict,
+    ImageNotFound,
     InvalidState,
     LXCError,
     SpecError,
@@ -55,6 +58,27 @@ if TYPE_CHECKING:
     from .engine import Engine
 
 _SHIM = str(Path(_shim.__file__).resolve())
+_SHIM_PROGRAMS: dict[Path, str] = {}
+
+
+def _shim_program(store: Any) -> str:
+    """The supervisor as compiled bytecode under the store root: a script run
+    by path is compiled anew at every start (~3 ms), bytecode is not."""
+    program = _SHIM_PROGRAMS.get(store.root)
+    if program is None:
+        import py_compile  # noqa: PLC0415  (once per store root and process)
+
+        source = Path(_SHIM).read_bytes()
+        tag = hashlib.sha256(source + sys.version.encode()).hexdigest()[:16]
+        target = store.root / "bin" / f"shim-{tag}.pyc"
+        if not target.exists():
+            target.parent.mkdir(exist_ok=True)
+            tmp = store.staging_dir("shim") / "shim.pyc"
+            py_compile.compile(_SHIM, cfile=str(tmp), doraise=True)
+            os.replace(tmp, target)
+            rmtree(tmp.parent)
+        program = _SHIM_PROGRAMS[store.root] = str(target)
+    return program
 
 Command = Union[str, Sequence[str], None]
 
@@ -112,28 +136,17 @@ def _signal_number(sig: int | str) -> int:
         raise ValueError(f"unknown signal {sig!r}") from None
 
 
-def _children(pid: int) -> list[int]:
-    out: list[int] = []
-    try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return out
-    for tid in tids:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/children") as fh:
-                out += [int(x) for x in fh.read().split()]
-        except OSError:
-            continue
-    return out
-
-
 def _lookup_user(stack: LayerStack, user: str) -> tuple[int, int]:
     """uid and gid for "name", "uid", "name:group" or "uid:gid", from the image's files."""
     name, _, group = user.partition(":")
 
     def table(path: str) -> list[list[str]]:
         data = stack.read_bytes(path) or b""
-        return [line.split(":") for line in data.decode("utf-8", "replace").splitlines() if line and line[0] != "#"]
+        return [
+            line.split(":")
+            for line in data.decode("utf-8", "replace").splitlines()
+            if line and line[0] != "#"
+        ]
 
     if name.isdigit():
         uid, gid = int(name), int(name)
@@ -219,7 +232,7 @@ class Container:
 
     def _shim_alive(self, st: dict[str, Any]) -> bool:
         pid = st.get("shim_pid")
-        return bool(pid) and _shim.process_start_time(int(pid)) == st.get("shim_start")
+        return pid is not None and _shim.process_start_time(int(pid)) == st.get("shim_start")
 
     def _frozen(self) -> bool:
         layout = host_layout()
@@ -291,27 +304,22 @@ class Container:
         lxc_pid = st.get("lxc_pid")
         if not lxc_pid or not self._shim_alive(st):
             return None, None
-        for child in _children(int(lxc_pid)):
-            try:
-                with open(f"/proc/{child}/status") as fh:
-                    nspid = next((ln.split()[1:] for ln in fh if ln.startswith("NSpid:")), [])
-            except OSError:
-                continue
-            if nspid and nspid[-1] == "1":  # pid 1 of the container: liblxc's init
-                kids = _children(child)
-                return child, (kids[0] if kids else None)
-        return None, None
+        # The main process is pid 2 of the container, not init's first child:
+        # once it has gone, an orphan reparented to init would be taken for it.
+        init, main, _ = _shim.find_pids(int(lxc_pid))
+        return init, main
 
     def kill(self, signal: int | str = "SIGKILL") -> None:
         """Send ``signal`` to the main process (like ``docker kill``). Raises InvalidState."""
         signum = _signal_number(signal)
         self._expect("kill", ContainerState.RUNNING, ContainerState.FROZEN)
         init, main = self._pids()
+        # SIGKILL goes to the main process too, not to init: killing init loses
+        # the exit code (lxc-execute reports 1, not 137). The supervisor then has
+        # init end whatever else is left.
         target = main or init
         if target is None:
             return  # it is exiting right now
-        if signum == _signal.SIGKILL and init:
-            target = init  # kills the whole pid namespace at once
         if self.state is ContainerState.FROZEN:
             self.unfreeze()
         try:
@@ -334,14 +342,25 @@ class Container:
         try:
             return self.wait(timeout=timeout)
         except TimeoutExpired:
-            init, main = self._pids()
-            for pid in (init, main):
-                if pid:
-                    try:
-                        os.kill(pid, _signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
-            return self.wait(timeout=30)
+            pass
+        # SIGKILL the main process first so that the exit code is 137 (like
+        # docker stop); init alone only if the container still does not end.
+        init, main = self._pids()
+        if main:
+            try:
+                os.kill(main, _signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            try:
+                return self.wait(timeout=5)
+            except TimeoutExpired:
+                init, _ = self._pids()
+        if init:
+            try:
+                os.kill(init, _signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        return self.wait(timeout=30)
 
     def restart(self, timeout: float = 10) -> Container:
         """Stop (if running) and start again; the writable layer is kept."""
@@ -406,7 +425,8 @@ class Container:
         if self.state in (ContainerState.RUNNING, ContainerState.FROZEN):
             if not force:
                 raise InvalidState(
-                    f"cannot remove container {self.name!r}: it is {self.state.value} (stop it or use force=True)",
+                    f"cannot remove container {self.name!r}: it is {self.state.value}"
+                    " (stop it or use force=True)",
                     name=self.name,
                     state=self.state.value,
                     operation="remove",
@@ -443,21 +463,34 @@ class Container:
         self._expect("exec in", ContainerState.RUNNING)
         meta = self._meta()
         handle = self._collection._handle(self.name)
-        for _ in range(2000):  # a container that was just started may still be STARTING
-            if handle.state() == "RUNNING":
-                break
-            time.sleep(0.005)
-        init, _ = self._pids()
-        if user is None:
-            uid, gid = meta["uid"], meta["gid"]
-        else:
-            root = Path(f"/proc/{init}/root") if init else None
-            stack = LayerStack([root] if root else [])
-            uid, gid = _lookup_user(stack, user)
-        full_env = {"PATH": DEFAULT_PATH, "HOSTNAME": self.name, "HOME": "/root" if uid == 0 else "/"}
-        full_env.update(meta["env"])
-        full_env.update(env or {})
-        return ExecStream(handle, argv, full_env, workdir or meta["workdir"], uid, gid, stdin, timeout)
+        try:
+            for _ in range(2000):  # a container that was just started may still be STARTING
+                if handle.state() != "STARTING":
+                    break
+                time.sleep(0.005)
+            init, _ = self._pids()
+            if user is None:
+                uid, gid = meta["uid"], meta["gid"]
+            else:
+                root = Path(f"/proc/{init}/root") if init else None
+                stack = LayerStack([root] if root else [])
+                uid, gid = _lookup_user(stack, user)
+            full_env = {"PATH": DEFAULT_PATH, "HOSTNAME": self.name, "HOME": "/root" if uid == 0 else "/"}
+            full_env.update(meta["env"])
+            full_env.update(env or {})
+            return ExecStream(handle, argv, full_env, workdir or meta["workdir"], uid, gid, stdin, timeout)
+        except LXCError:
+            # Stopped or removed by another process meanwhile: report that
+            # (InvalidState, ContainerNotFound) rather than liblxc's failure.
+            self._expect("exec in", ContainerState.RUNNING)
+            if self._collection._handle(self.name).state() not in ("RUNNING", "FROZEN"):
+                raise InvalidState(
+                    f"cannot exec in container {self.name!r}: it is stopping",
+                    name=self.name,
+                    state="stopping",
+                    operation="exec in",
+                ) from None
+            raise
 
     def exec(
         self,
@@ -511,7 +544,12 @@ class Container:
         return b"".join(_render(_tail(entries, tail), timestamps))
 
     def _follow(
-        self, streams: set[str], tail: int | None, since: float | None, timestamps: bool, timeout: float | None
+        self,
+        streams: set[str],
+        tail: int | None,
+        since: float | None,
+        timestamps: bool,
+        timeout: float | None,
     ) -> Iterator[bytes]:
         deadline = None if timeout is None else time.monotonic() + timeout
         path = self.dir / "log"
@@ -593,7 +631,9 @@ class Container:
             rows.append(("memory", f"{(s.memory_bytes or 0) / 1048576:.1f} MiB"))
             rows.append(("cpu", f"{(s.cpu_seconds or 0):.2f} s"))
             rows.append(("pids", str(s.pids)))
-        body = "".join(f"<tr><th style='text-align:left'>{k}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
+        body = "".join(
+            f"<tr><th style='text-align:left'>{k}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows
+        )
         return f"<table>{body}</table>"
 
 
@@ -660,7 +700,7 @@ class ExecStream:
                         timeout=self._timeout,
                     )
                 for key, _ in sel.select(left):
-                    fd = int(key.fd)  # type: ignore[arg-type]
+                    fd = key.fd
                     data = os.read(fd, 65536)
                     if not data:
                         sel.unregister(fd)
@@ -668,9 +708,9 @@ class ExecStream:
                         continue
                     yield self._fds[fd], data
         finally:
-            for fd in list(sel.get_map()):
-                sel.unregister(fd)
-                os.close(fd)
+            for left_fd in [k.fd for k in sel.get_map().values()]:
+                sel.unregister(left_fd)
+                os.close(left_fd)
             sel.close()
         self.wait()
 
@@ -706,7 +746,11 @@ def _read_log(path: Path, offset: int) -> tuple[list[LogEntry], int]:
         ts, stream, length = _shim.RECORD.unpack_from(data, pos)
         if pos + size + length > len(data):
             break  # a record still being written
-        entries.append(LogEntry(ts, "stdout" if stream == _shim.STDOUT else "stderr", data[pos + size : pos + size + length]))
+        entries.append(
+            LogEntry(
+                ts, "stdout" if stream == _shim.STDOUT else "stderr", data[pos + size : pos + size + length]
+            )
+        )
         pos += size + length
     return entries, offset + pos
 
@@ -769,7 +813,9 @@ class ContainerCollection:
         except (FileNotFoundError, NotADirectoryError):
             raise ContainerNotFound(f"no container {name!r} in {self._store.root}", name=name) from None
         except ValueError as err:
-            raise StorageError(f"container {name!r} has an unreadable record: {err}", path=str(self._dir(name))) from err
+            raise StorageError(
+                f"container {name!r} has an unreadable record: {err}", path=str(self._dir(name))
+            ) from err
         return Container(self, meta["name"], meta["id"], meta["image"], meta["image_id"]).reload()
 
     def _metas(self) -> list[dict[str, Any]]:
@@ -856,7 +902,14 @@ class ContainerCollection:
         argv = _command(command, cfg.get("cmd"))
         merged_env = dict(cfg.get("env") or {})
         for k, v in (env or {}).items():
-            if not isinstance(k, str) or not isinstance(v, str) or not k or "=" in k or "\0" in k + v or "\n" in v:
+            if (
+                not isinstance(k, str)
+                or not isinstance(v, str)
+                or not k
+                or "=" in k
+                or "\0" in k + v
+                or "\n" in v
+            ):
                 raise SpecError(f"bad environment variable {k!r}={v!r}", key=f"env.{k}")
             merged_env[k] = v
         if network not in ("none", "host"):
@@ -880,6 +933,10 @@ class ContainerCollection:
 
         d = self._dir(name)
         with self._store.lock("gc", shared=True):
+            # The image may have been removed and its layers pruned since it was
+            # read above; under this lock no prune runs, so look once more.
+            if not all(self._store.has_layer(k) for k in layers):
+                raise ImageNotFound(f"image {image!r} was removed meanwhile", name=image)
             try:
                 d.mkdir()
             except FileExistsError:
@@ -898,7 +955,6 @@ class ContainerCollection:
                     mounts=mounts,
                     limits=eff_limits,
                     log_file=str(d / "lxc.log"),
-                    oom_file=str(d / "oom"),
                 )
                 (d / "config").write_text(render(run_cfg, host_layout()))
                 meta = {
@@ -951,18 +1007,36 @@ class ContainerCollection:
         ContainerError on a non-zero exit; ``timeout`` kills it and raises
         TimeoutExpired. Raises what ``create`` and ``start`` raise.
         """
-        c = self.create(
-            image, command, name=name, env=env, workdir=workdir, user=user, limits=limits,
-            mounts=mounts, network=network, labels=labels,
-        )
-        try:
-            with self._lock(c.name):
-                self._launch(c.name, self._load(c.name)._meta()["command"], auto_remove=detach and remove)
-        except BaseException:
-            self._delete(c.name)
-            raise
+        if name is None:
+            name = "px-" + secrets.token_hex(5)
+        validate_container_name(name)  # before its lock file is named after it
+        # The container's lock is held from creation until it runs: until then
+        # it reads as "created", and a concurrent prune() must not remove it.
+        with self._lock(name):
+            c = self.create(
+                image,
+                command,
+                name=name,
+                env=env,
+                workdir=workdir,
+                user=user,
+                limits=limits,
+                mounts=mounts,
+                network=network,
+                labels=labels,
+            )
+            try:
+                self._launch(c.name, c._meta()["command"], auto_remove=detach and remove)
+            except BaseException:
+                self._delete(c.name, locked=True, running_ok=True)
+                raise
         if detach:
-            return c.reload()
+            try:
+                return c.reload()
+            except ContainerNotFound:
+                # remove=True and it has already exited and removed itself.
+                c.state = ContainerState.EXITED
+                return c
         try:
             try:
                 code = c.wait(timeout=timeout)
@@ -970,9 +1044,7 @@ class ContainerCollection:
                 c.kill("SIGKILL")
                 c.wait(timeout=30)
                 raise
-            result = ExecResult(
-                code if code is not None else -1, c.logs(stderr=False), c.logs(stdout=False)
-            )
+            result = ExecResult(code if code is not None else -1, c.logs(stderr=False), c.logs(stdout=False))
         finally:
             if remove:
                 c.remove(force=True)
@@ -989,12 +1061,17 @@ class ContainerCollection:
 
     # -- internals -------------------------------------------------------------
 
-    def _launch(self, name: str, argv: list[str], *, auto_remove: bool) -> None:
+    def _launch(self, name: str, argv: Sequence[str], *, auto_remove: bool) -> None:
         d = self._dir(name)
-        run = {"argv": _liblxc.execute_argv(name, str(self._store.containers_dir), argv), "auto_remove": auto_remove}
-        atomic_write(d / "run.json", json.dumps(run))
+        memory = host_layout().controllers.get("memory")
+        oom = ""
+        if memory is not None:
+            counter = "memory.oom_control" if memory[0] == "v1" else "memory.events"
+            oom = os.path.join(memory[1], self._cgroup_dir(name), counter)
+        command = _liblxc.execute_argv(name, str(self._store.containers_dir), argv)
+        _shim.write_spec(str(d), auto_remove, oom, command)
         proc = subprocess.run(
-            [sys.executable, "-I", "-S", _SHIM, str(d)],
+            [sys.executable, "-I", "-S", _shim_program(self._store), str(d)],
             stdin=subprocess.DEVNULL,
             capture_output=True,
             check=False,
@@ -1041,11 +1118,25 @@ class ContainerCollection:
             pids=as_int(read("pids", "pids.current", "pids.current")),
         )
 
-    def _delete(self, name: str) -> None:
+    def _delete(self, name: str, *, locked: bool = False, running_ok: bool = False) -> None:
         d = self._dir(name)
-        with self._lock(name):
+        with contextlib.nullcontext() if locked else self._lock(name):
             if not d.exists():
                 return
+            if not running_ok:
+                # Checked again under the lock: another process may have started
+                # it since the caller looked (e.g. prune() against run()).
+                try:
+                    c: Container | None = self._load(name)
+                except StorageError:
+                    c = None  # an unreadable record: nothing runs from it, remove it
+                if c is not None and c.state in (ContainerState.RUNNING, ContainerState.FROZEN):
+                    raise InvalidState(
+                        f"cannot remove container {name!r}: it is {c.state.value} (started meanwhile)",
+                        name=name,
+                        state=c.state.value,
+                        operation="remove",
+                    )
             # Rename first: readers see the container or nothing, never half of it.
             doomed = self._store.staging_dir("rm-ctr")
             os.rename(d, doomed / name)
@@ -1056,7 +1147,8 @@ class ContainerCollection:
         """liblxc removes a container's cgroups when it stops; this sweeps what a
         crash may have left (empty dirs only: rmdir fails on a live cgroup)."""
         prefix = self._cgroup_dir(name)
-        for _, base in set(host_layout().controllers.values()):
+        # every hierarchy: name=systemd and the unified one hold no controller we use
+        for base in host_layout().all_dirs:
             for suffix in ("", ".monitor"):
                 try:
                     os.rmdir(os.path.join(base, prefix + suffix))
@@ -1064,4 +1156,12 @@ class ContainerCollection:
                     pass
 
 
-__all__ = ["Container", "ContainerCollection", "ContainerState", "ExecResult", "ExecStream", "LogEntry", "Stats"]
+__all__ = [
+    "Container",
+    "ContainerCollection",
+    "ContainerState",
+    "ExecResult",
+    "ExecStream",
+    "LogEntry",
+    "Stats",
+]

@@ -8,7 +8,6 @@ on every stop, and its defaults are weaker than Docker's (see docs/security.md).
 from __future__ import annotations
 
 import os
-import shlex
 from pathlib import Path
 from typing import Literal, Sequence
 
@@ -42,6 +41,21 @@ ALLOWED_DEVICES = (
 )
 
 
+# Docker's masked and read-only paths (moby's oci/defaults.go), which liblxc's
+# proc:mixed/sys:ro leave open: without them root in a container could, e.g.,
+# rewrite the host's IRQ affinities through /proc/irq or list keys in /proc/keys.
+MASKED_FILES = (
+    "proc/kcore",
+    "proc/keys",
+    "proc/latency_stats",
+    "proc/timer_list",
+    "proc/timer_stats",
+    "proc/sched_debug",
+)
+MASKED_DIRS = ("proc/acpi", "proc/asound", "proc/scsi", "sys/firmware", "sys/devices/virtual/powercap")
+READ_ONLY_DIRS = ("proc/bus", "proc/fs", "proc/irq")
+
+
 @attrs.frozen
 class RunConfig:
     """Everything liblxc needs to know to run one container or build step."""
@@ -57,7 +71,6 @@ class RunConfig:
     mounts: Sequence[Mount] = ()
     limits: Limits = Limits()
     log_file: str | None = None
-    oom_file: str | None = None  # where the stop hook records the OOM-kill count
     resolv_conf: bool = False  # bind the host's resolv.conf (build steps on the host network)
 
 
@@ -77,7 +90,10 @@ def render(cfg: RunConfig, layout: CgroupLayout) -> str:
         # /proc/sys, /proc/sysrq-trigger etc. read-only; /sys read-only; the
         # container's own cgroups visible but read-only (no release_agent games).
         ("lxc.mount.auto", "proc:mixed sys:ro cgroup:ro"),
-        ("lxc.mount.entry", "tmpfs dev/shm tmpfs rw,nosuid,nodev,noexec,mode=1777,size=65536k,create=dir 0 0"),
+        (
+            "lxc.mount.entry",
+            "tmpfs dev/shm tmpfs rw,nosuid,nodev,noexec,mode=1777,size=65536k,create=dir 0 0",
+        ),
         ("lxc.cap.keep", DEFAULT_CAPS),
         ("lxc.seccomp.profile", str(SECCOMP_PROFILE)),
         ("lxc.cgroup.dir.container", cfg.cgroup_dir),
@@ -88,6 +104,12 @@ def render(cfg: RunConfig, layout: CgroupLayout) -> str:
         ("lxc.signal.halt", "SIGTERM"),
         ("lxc.ephemeral", "0"),
     ]
+    # "optional": a path this kernel does not have is simply not there to hide.
+    lines += [("lxc.mount.entry", f"/dev/null {p} none bind,optional 0 0") for p in MASKED_FILES]
+    lines += [
+        ("lxc.mount.entry", f"tmpfs {p} tmpfs ro,nosuid,nodev,noexec,optional 0 0") for p in MASKED_DIRS
+    ]
+    lines += [("lxc.mount.entry", f"/{p} {p} none bind,ro,optional 0 0") for p in READ_ONLY_DIRS]
     devices = layout.version("devices")
     if devices == "v1":
         lines.append(("lxc.cgroup.devices.deny", "a"))
@@ -116,23 +138,7 @@ def render(cfg: RunConfig, layout: CgroupLayout) -> str:
         target = _fstab_escape(m.target.lstrip("/"))
         lines.append(("lxc.mount.entry", f"{_fstab_escape(m.source)} {target} none {opts} 0 0"))
     lines += cgroup_keys(cfg.limits, layout)
-    if cfg.oom_file:
-        lines.append(("lxc.hook.stop", _oom_hook(cfg.cgroup_dir, cfg.oom_file, layout)))
     if cfg.log_file:
         lines.append(("lxc.log.file", cfg.log_file))
         lines.append(("lxc.log.level", "ERROR"))
     return "".join(f"{k} = {v}\n" for k, v in lines)
-
-
-def _oom_hook(cgroup_dir: str, oom_file: str, layout: CgroupLayout) -> str:
-    # The stop hook runs on the host after the payload has exited but before
-    # liblxc removes its cgroup: the last moment the OOM-kill counter exists.
-    # liblxc runs hooks through sh -c with "NAME lxc stop" appended, which the
-    # inline script receives as $0 $1 $2 and ignores.
-    mem = layout.controllers.get("memory")
-    if mem is None:
-        return "/bin/true"
-    version, mnt = mem
-    source = os.path.join(mnt, cgroup_dir, "memory.oom_control" if version == "v1" else "memory.events")
-    script = f"grep -s '^oom_kill ' {shlex.quote(source)} > {shlex.quote(oom_file)}; exit 0"
-    return "/bin/sh -c " + shlex.quote(script)
