@@ -464,14 +464,12 @@ class Container:
         meta = self._meta()
         handle = self._collection._handle(self.name)
         try:
-            for _ in range(2000):  # a container that was just started may still be STARTING
-                if handle.state() != "STARTING":
-                    break
-                time.sleep(0.005)
-            init, _ = self._pids()
+            # No liblxc state poll here: the supervisor reports a container
+            # started only once its main process runs, so attach can go ahead.
             if user is None:
                 uid, gid = meta["uid"], meta["gid"]
             else:
+                init, _ = self._pids()
                 root = Path(f"/proc/{init}/root") if init else None
                 stack = LayerStack([root] if root else [])
                 uid, gid = _lookup_user(stack, user)
