@@ -39,6 +39,8 @@ def process_start_time(pid: int) -> int | None:
         return None
     # The command name (field 2) may hold spaces and parentheses: split after the last ")".
     fields = data[data.rfind(b")") + 2 :].split()
+    if fields[0] in (b"Z", b"X"):
+        return None  # a zombie has ended; only its parent has not reaped it yet
     return int(fields[19])
 
 

@@ -258,6 +258,10 @@ class Container:
             self.exit_code, self.oom_killed = None, False
             self.started_at = self.finished_at = None
             return self
+        if st.get("status") == "running" and not self._shim_alive(st):
+            # Read again: the supervisor may have written its last word and
+            # exited between our read and the liveness check.
+            st = self._raw_state() or st
         self.started_at = st.get("started_at")
         if st.get("status") == "running" and self._shim_alive(st):
             self.state = ContainerState.FROZEN if self._frozen() else ContainerState.RUNNING
@@ -1039,10 +1043,14 @@ class ContainerCollection:
             try:
                 code = c.wait(timeout=timeout)
             except TimeoutExpired:
-                c.kill("SIGKILL")
+                try:
+                    c.kill("SIGKILL")
+                except InvalidState:
+                    pass  # it ended between the timeout and the kill
                 c.wait(timeout=30)
                 raise
             result = ExecResult(code if code is not None else -1, c.logs(stderr=False), c.logs(stdout=False))
+            command = c._meta()["command"]
         finally:
             if remove:
                 c.remove(force=True)
@@ -1050,7 +1058,7 @@ class ContainerCollection:
             raise ContainerError(
                 container=c.name,
                 exit_status=result.exit_code,
-                command=c._meta()["command"] if not remove else [],
+                command=command,
                 image=image,
                 stdout=result.stdout,
                 stderr=result.stderr,

@@ -205,6 +205,12 @@ def check(engine: Engine, *, repair: bool = True) -> CheckReport:
                 and _shim.process_start_time(int(state["shim_pid"])) == state.get("shim_start")
             )
             if state and state.get("status") == "running" and not shim_alive:
+                # It may have written its last word and exited since we read.
+                try:
+                    state = read_json(d / "state.json")
+                except (FileNotFoundError, ValueError):
+                    state = None
+            if state and state.get("status") == "running" and not shim_alive:
                 if name in live:
                     fix(f"killed container {name}: its supervisor had died, its output had nowhere to go")
                     if repair:
