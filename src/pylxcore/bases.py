@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import stat
-import subprocess
 from pathlib import Path
 from typing import Callable
 
@@ -123,6 +122,8 @@ def apt_mirror() -> str:
 
 
 def _arch() -> str:
+    import subprocess  # noqa: PLC0415  (deferred: a tenth of import pylxcore)
+
     out = subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True, check=False)
     return out.stdout.strip() or os.uname().machine
 
@@ -189,6 +190,8 @@ def materialize(base: str, dest: Path, log: Log) -> None:
 
 
 def _run(argv: list[str], what: str, log: Log) -> None:
+    import subprocess  # noqa: PLC0415  (deferred: a tenth of import pylxcore)
+
     proc = subprocess.run(argv, capture_output=True, text=True, check=False)
     for line in (proc.stdout + proc.stderr).splitlines():
         log(line)
@@ -204,6 +207,8 @@ _GROUP = "root:x:0:\nnogroup:x:65534:\n"
 
 
 def _busybox(dest: Path) -> None:
+    import subprocess  # noqa: PLC0415  (deferred: a tenth of import pylxcore)
+
     src = busybox_path()
     _check_static(src)
     for d in ("bin", "sbin", "usr/bin", "usr/sbin", "etc", "root", "proc", "sys", "dev", "var/log", "run"):
@@ -225,6 +230,8 @@ def _busybox(dest: Path) -> None:
 
 
 def _debootstrap(suite: str, dest: Path, log: Log) -> None:
+    import subprocess  # noqa: PLC0415  (deferred: a tenth of import pylxcore)
+
     if shutil.which("debootstrap") is None:
         raise BuildError("base 'debian:…' needs the debootstrap package (apt-get install debootstrap)")
     mirror = apt_mirror()

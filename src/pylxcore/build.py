@@ -11,10 +11,8 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import secrets
 import shlex
 import stat
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -172,7 +170,7 @@ class Builder:
         total = 1 + len(image.layers)
         # A no_cache build gets keys of its own: old layers stay intact for the
         # images and containers that use them, and prune reclaims them later.
-        salt = secrets.token_hex(8) if no_cache else None
+        salt = os.urandom(8).hex() if no_cache else None
         results: list[StepResult] = []
         history: list[dict[str, Any]] = []
 
@@ -326,7 +324,7 @@ class Builder:
     ) -> Path:
         """Run the script in a short-lived container; return the staging dir (its fs/ is the new layer)."""
         staged = self.store.staging_dir("run")
-        name = "pxb-" + secrets.token_hex(6)
+        name = "pxb-" + os.urandom(6).hex()
         try:
             (staged / "fs").mkdir()
             (staged / name).mkdir()
@@ -402,6 +400,8 @@ class Builder:
 
 def _run_streaming(argv: list[str], out: Callable[[str], None]) -> tuple[int, list[str]]:
     """Run argv with stdout+stderr merged, passing each line to ``out`` as it comes."""
+    import subprocess  # noqa: PLC0415  (deferred: a tenth of import pylxcore)
+
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert proc.stdout is not None
     tail: list[str] = []

@@ -23,11 +23,9 @@ import enum
 import hashlib
 import html
 import os
-import secrets
 import select
 import selectors
 import signal as _signal
-import subprocess
 import sys
 import threading
 import time
@@ -79,6 +77,7 @@ def _shim_program(store: Any) -> str:
             rmtree(tmp.parent)
         program = _SHIM_PROGRAMS[store.root] = str(target)
     return program
+
 
 Command = Union[str, Sequence[str], None]
 
@@ -899,7 +898,7 @@ class ContainerCollection:
         record = self._engine.images.record(image)
         cfg = record["config"]
         if name is None:
-            name = "px-" + secrets.token_hex(5)
+            name = "px-" + os.urandom(5).hex()
         validate_container_name(name)
         argv = _command(command, cfg.get("cmd"))
         merged_env = dict(cfg.get("env") or {})
@@ -960,7 +959,7 @@ class ContainerCollection:
                 )
                 (d / "config").write_text(render(run_cfg, host_layout()))
                 meta = {
-                    "id": secrets.token_hex(32),
+                    "id": os.urandom(32).hex(),
                     "name": name,
                     "image": image,
                     "image_id": record["id"],
@@ -1010,7 +1009,7 @@ class ContainerCollection:
         TimeoutExpired. Raises what ``create`` and ``start`` raise.
         """
         if name is None:
-            name = "px-" + secrets.token_hex(5)
+            name = "px-" + os.urandom(5).hex()
         validate_container_name(name)  # before its lock file is named after it
         # The container's lock is held from creation until it runs: until then
         # it reads as "created", and a concurrent prune() must not remove it.
@@ -1068,6 +1067,8 @@ class ContainerCollection:
     # -- internals -------------------------------------------------------------
 
     def _launch(self, name: str, argv: Sequence[str], *, auto_remove: bool) -> None:
+        import subprocess  # noqa: PLC0415  (deferred: a tenth of import pylxcore)
+
         d = self._dir(name)
         memory = host_layout().controllers.get("memory")
         oom = ""

@@ -19,7 +19,6 @@ import os
 import pathlib
 import re
 from collections.abc import Iterable, Mapping
-from fractions import Fraction
 from typing import Any, NoReturn
 
 import attrs
@@ -99,6 +98,8 @@ def parse_size(value: str | int, *, key: str = "size") -> int:
         if match is None:
             raise SpecError(f"invalid size {value!r}: expected {expected}", key=key)
         # Fraction, not float: "1.1G" must not become 1181116006.4 by rounding noise.
+        from fractions import Fraction  # noqa: PLC0415  (only for sizes with a fraction)
+
         exact = Fraction(match["num"]) * _SIZE_UNITS[match["unit"][:1].lower() if match["unit"] else ""]
         if exact.denominator != 1:
             raise SpecError(f"invalid size {value!r}: not a whole number of bytes", key=key)
