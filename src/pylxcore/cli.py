@@ -17,14 +17,10 @@ on Ctrl-C. docs/cli.md is the reference.
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import os
 import signal
 import sys
-import threading
 import time
-import traceback
 from typing import Any, Callable, Iterable, Sequence, TextIO
 
 import attrs
@@ -118,12 +114,14 @@ def _truncate(text: str, width: int) -> str:
 
 def _print_json_lines(items: Iterable[dict[str, Any]]) -> None:
     """``--format json``: one JSON object per line, as ``docker ps --format json``."""
+    import json  # noqa: PLC0415  (deferred: the CLI should start fast)
     for item in items:
         print(json.dumps(item))
 
 
 def report_error(err: BaseException, debug: bool) -> None:
     """One line on stderr (and the traceback first with ``--debug``)."""
+    import traceback  # noqa: PLC0415  (deferred: the CLI should start fast)
     if debug:
         traceback.print_exception(type(err), err, err.__traceback__, file=sys.stderr)
     if isinstance(err, PylxcoreError):
@@ -229,6 +227,7 @@ def _pump_logs(
 def follow_logs(container: Container, *, tail: int | None = None, timestamps: bool = False) -> None:
     """Stream the container's stdout to ours and its stderr to ours until it
     exits. Raises what the library raises while following."""
+    import threading  # noqa: PLC0415  (deferred: the CLI should start fast)
     failures: list[BaseException] = []
     threads = [
         threading.Thread(
@@ -569,6 +568,7 @@ def image_info(image: BuiltImage) -> dict[str, Any]:
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     """``inspect NAME|REF...``: a JSON array, containers first, then images (as docker)."""
+    import json  # noqa: PLC0415  (deferred: the CLI should start fast)
     engine = _engine(args)
     found: list[dict[str, Any]] = []
     code = EXIT_OK
@@ -883,10 +883,12 @@ def main(argv: list[str] | None = None) -> int:
             _subcommands(parser)["exec"].error("a command is required after NAME")
     except SystemExit as stop:  # --help, --version, usage errors
         return stop.code if isinstance(stop.code, int) else (EXIT_OK if stop.code is None else EXIT_USAGE)
-    logger = logging.getLogger("pylxcore")
-    handler: logging.Handler | None = None
-    old_level = logger.level
+    handler: Any = None
     if args.debug:
+        import logging  # noqa: PLC0415  (deferred: only --debug needs it)
+
+        logger = logging.getLogger("pylxcore")
+        old_level = logger.level
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
         logger.addHandler(handler)
