@@ -1178,6 +1178,13 @@ class ContainerCollection:
                         state=c.state.value,
                         operation="remove",
                     )
+            # A supervisor that was killed leaves lxc-execute and the payload
+            # running with nobody to read their output: end them with it.
+            from .fsck import _kill_and_reap, _lxc_processes  # noqa: PLC0415
+
+            for pid, argv in _lxc_processes(self._store.containers_dir):
+                if "-n" in argv[:-1] and argv[argv.index("-n") + 1] == name:
+                    _kill_and_reap(pid)
             # Rename first: readers see the container or nothing, never half of it.
             doomed = self._store.staging_dir("rm-ctr")
             os.rename(d, doomed / name)
@@ -1186,15 +1193,17 @@ class ContainerCollection:
 
     def _remove_cgroups(self, name: str) -> None:
         """liblxc removes a container's cgroups when it stops; this sweeps what a
-        crash may have left (empty dirs only: rmdir fails on a live cgroup)."""
+        crash may have left, killing what still lives there (the payload of a
+        monitor that was killed)."""
+        from .fsck import _remove_cgroup  # noqa: PLC0415
+
         prefix = self._cgroup_dir(name)
         # every hierarchy: name=systemd and the unified one hold no controller we use
         for base in host_layout().all_dirs:
             for suffix in ("", ".monitor"):
-                try:
-                    os.rmdir(os.path.join(base, prefix + suffix))
-                except OSError:
-                    pass
+                path = Path(base) / (prefix + suffix)
+                if path.exists():
+                    _remove_cgroup(path)
 
 
 __all__ = [
