@@ -28,7 +28,11 @@ def main() -> int:
     failed = 0
     for name, (script, expected) in CASES.items():
         result = engine.containers.run(
-            "example/runner:1", ["sh", "-c", script], remove=True, timeout=30, limits=Limits(memory="32M", pids=32)
+            "example/runner:1",
+            ["sh", "-c", script],
+            remove=True,
+            timeout=30,
+            limits=Limits(memory="32M", pids=32),
         )
         ok = result.exit_code == 0 and result.stdout == expected
         failed += not ok

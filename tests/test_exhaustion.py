@@ -35,7 +35,9 @@ def test_full_disk_during_a_run_step(small_engine: Engine) -> None:
     e.images.build(Image("full/base:1", layers=["echo kept > /kept"]))
     layers = set(e.store.layer_keys())
     with pytest.raises(StorageError) as info:
-        e.images.build(Image("full/big:1", base="image:full/base:1", layers=["dd if=/dev/zero of=/big bs=1M count=64"]))
+        e.images.build(
+            Image("full/big:1", base="image:full/base:1", layers=["dd if=/dev/zero of=/big bs=1M count=64"])
+        )
     assert "disk is full" in str(info.value)
     assert set(e.store.layer_keys()) == layers, "no half layer was committed"
     assert list(e.store.tmp_dir.iterdir()) == []
@@ -59,7 +61,10 @@ def test_full_disk_during_a_container_write(small_engine: Engine) -> None:
     e = small_engine
     e.images.build(Image("full/ctr:1"))
     r = e.containers.run(
-        "full/ctr:1", ["sh", "-c", "dd if=/dev/zero of=/fill bs=1M count=64; echo after"], remove=True, timeout=60
+        "full/ctr:1",
+        ["sh", "-c", "dd if=/dev/zero of=/fill bs=1M count=64; echo after"],
+        remove=True,
+        timeout=60,
     )
     assert r.exit_code == 0 and b"after" in r.stdout
     assert b"No space left" in r.stderr
