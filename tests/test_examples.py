@@ -27,6 +27,7 @@ EXPECT = {
 
 def test_every_example_is_tested() -> None:
     assert sorted(p.name for p in EXAMPLES.glob("*.py")) == sorted(EXPECT)
+    assert (EXAMPLES / "notebook.ipynb").exists()
 
 
 @pytest.mark.parametrize("script", sorted(EXPECT))
@@ -39,3 +40,31 @@ def test_example_runs(engine: Engine, script: str) -> None:
     for needle in EXPECT[script]:
         assert needle in proc.stdout, f"{needle!r} not in the output of {script}:\n{proc.stdout.decode()}"
     assert engine.containers.list(all=True) == [], f"{script} left containers behind"
+
+
+def test_notebook_runs_headless(engine: Engine) -> None:
+    """examples/notebook.ipynb, executed by a real Jupyter kernel (nbclient)."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(EXAMPLES / "notebook.ipynb", as_version=4)
+    os.environ["PYLXCORE_ROOT"] = str(engine.root)
+    try:
+        NotebookClient(
+            nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(EXAMPLES)}}
+        ).execute()
+    finally:
+        del os.environ["PYLXCORE_ROOT"]
+    html = [
+        out["data"]["text/html"]
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for out in cell.outputs
+        if "data" in out and "text/html" in out["data"]
+    ]
+    assert len(html) >= 3, "Image, BuiltImage and Container should render as HTML"
+    assert any("notebook/hello:1" in h and "<table" in h for h in html)
+    assert any("nb-demo" in h and "running" in h for h in html)
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert "hello from a notebook" in text and "exit code: 143" in text and "clean" in text
+    assert engine.containers.list(all=True) == []
