@@ -26,11 +26,11 @@ from typing import Any, Iterator
 
 import pytest
 import yaml
-from conftest import IN_CI
 
 from pylxcore import Engine, Image, SpecError, StorageError
 from pylxcore.lxcimage import lxc_arch
 from pylxcore.oci import host_platform
+from tests.conftest import IN_CI
 
 APP = "interop/app:1"
 # What the image's cmd prints: the same bytes under pylxcore, podman and lxc-execute.
