@@ -46,7 +46,9 @@ while time.monotonic() < deadline:
         elif op == "exec":
             for c in e.containers.list():
                 r = c.exec(["true"], timeout=10)
-                assert r.exit_code == 0, r
+                # 137/143: another worker stopped that container meanwhile, and
+                # an exec ends with its container (like Docker's).
+                assert r.exit_code in (0, 137, 143), r
         elif op == "prune":
             e.prune()
         elif op == "rmi":

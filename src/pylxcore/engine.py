@@ -9,6 +9,7 @@ from pathlib import Path
 import attrs
 
 from .containers import ContainerCollection
+from .errors import ContainerNotFound, InvalidState
 from .fsck import CheckReport, check
 from .images import ImageCollection
 from .store import Store
@@ -81,9 +82,12 @@ class Engine:
 
         containers = []
         for c in self.containers.list(all=True):
-            if c.status() in ("exited", "created"):
-                c.remove()
-                containers.append(c.name)
+            try:
+                if c.status() in ("exited", "created"):
+                    c.remove()
+                    containers.append(c.name)
+            except (InvalidState, ContainerNotFound):
+                continue  # started or removed by another process meanwhile: not ours to prune
         images = []
         freed = 0
         with self.store.lock("gc"):
