@@ -37,8 +37,8 @@ import yaml
 
 from .errors import SpecError, StorageError
 from .lxcconfig import DEFAULT_PATH
-from .oci import TreeTarWriter, is_opaque, iter_layer_paths
-from .rootfs import LayerStack
+from .oci import TreeTarWriter, iter_layer_paths
+from .rootfs import LayerStack, is_opaque
 from .store import rmtree
 
 if TYPE_CHECKING:

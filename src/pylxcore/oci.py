@@ -42,6 +42,7 @@ from typing import IO, TYPE_CHECKING, Any, Iterator
 from .build import step_key
 from .errors import SpecError, StorageError
 from .lxcconfig import DEFAULT_PATH
+from .rootfs import is_opaque, is_whiteout
 from .spec import Limits, validate_image_ref
 from .store import Store, atomic_write, canonical_json, rmtree, sha256_hex
 
@@ -113,21 +114,6 @@ def _rfc3339(epoch: int) -> str:
 # ---------------------------------------------------------------------------
 # Tar members from files on disk (shared with lxcimage)
 # ---------------------------------------------------------------------------
-
-
-def _is_whiteout(st: os.stat_result) -> bool:
-    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
-
-
-def is_opaque(path: Path) -> bool:
-    """Whether the directory ``path`` is an overlayfs opaque directory."""
-    for attr in ("trusted.overlay.opaque", "user.overlay.opaque"):
-        try:
-            if os.getxattr(path, attr, follow_symlinks=False) == b"y":
-                return True
-        except OSError:
-            continue
-    return False
 
 
 def _xattr_headers(path: Path) -> dict[str, str]:
@@ -260,7 +246,7 @@ def write_layer_tar(fs: Path, tar: tarfile.TarFile, *, mtime: int) -> None:
                     f"{full}: a file named {WHITEOUT_PREFIX}* cannot be carried in an OCI layer",
                     path=str(full),
                 )
-            if _is_whiteout(st):
+            if is_whiteout(st):
                 entries.append((prefix + WHITEOUT_PREFIX + name, None, None))
             else:
                 entries.append((prefix + name, full, st))

@@ -45,11 +45,13 @@ def overlay_spec(lowers: Sequence[str], upper: Path) -> str:
     return "overlay:" + ":".join(paths)
 
 
-def _is_whiteout(st: os.stat_result) -> bool:
+def is_whiteout(st: os.stat_result) -> bool:
+    """Whether ``st`` is an overlayfs whiteout (a 0/0 character device)."""
     return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
 
 
-def _is_opaque(path: Path) -> bool:
+def is_opaque(path: Path) -> bool:
+    """Whether the directory ``path`` is an overlayfs opaque directory."""
     for attr in ("trusted.overlay.opaque", "user.overlay.opaque"):
         try:
             if os.getxattr(path, attr, follow_symlinks=False) == b"y":
@@ -86,12 +88,12 @@ class LayerStack:
                     found = False
                     break
                 last = i == len(parts) - 1
-                if _is_whiteout(st):
+                if is_whiteout(st):
                     return None
                 if not last:
                     if not stat.S_ISDIR(st.st_mode):
                         return None  # a file above shadows the whole subtree below
-                    if _is_opaque(current):
+                    if is_opaque(current):
                         hides_lower = True
             if found:
                 return current
