@@ -26,7 +26,7 @@ from .errors import BuildError, ImageNotFound, PylxcoreError, SpecError, Storage
 from .limits import host_layout
 from .lxcconfig import RunConfig, render
 from .rootfs import LayerStack, overlay_spec
-from .spec import Image, Layer, Limits, resolve_copy_source
+from .spec import Image, Layer, resolve_copy_source
 from .store import Store, canonical_json, disk_full, rmtree, sha256_hex
 
 # How many output lines a BuildError carries.
@@ -518,11 +518,6 @@ def _copy_into(src: Path, dest: str, fs: Path, stack: LayerStack, mode: int | No
         raise SpecError(f"copy destination {dest!r} names no file", key="copy.dest")
     target_parent = _ensure_dirs(fs, stack, parent)
     _copy_file(src, target_parent / name, mode)
-
-
-def builtin_limits(record: dict[str, Any]) -> Limits:
-    """The default limits stored in an image record."""
-    return Limits.from_dict(record["config"].get("limits") or {})
 
 
 __all__ = ["Builder", "BuildEvent", "StepResult", "Progress"]
