@@ -678,6 +678,7 @@ class ExecStream:
         timeout: float | None,
     ) -> None:
         self.argv = argv
+        self._name = handle.name
         self.exit_code: int | None = None
         self._timeout = timeout
         out_r, out_w = os.pipe()
@@ -747,9 +748,20 @@ class ExecStream:
         self.wait()
 
     def wait(self) -> int:
-        """Wait for the command (after the output is read); return its exit code."""
+        """Wait for the command (after the output is read); return its exit code.
+        Raises InvalidState when liblxc lost the process because the container
+        stopped while attaching (its exit code cannot be known then)."""
         if self.exit_code is None:
-            _, status = os.waitpid(self.pid, 0)
+            try:
+                _, status = os.waitpid(self.pid, 0)
+            except ChildProcessError:
+                raise InvalidState(
+                    f"exec {self.argv!r} in container {self._name!r}: the container stopped while it started;"
+                    " its exit code is unknown",
+                    name=self._name,
+                    state="stopping",
+                    operation="exec in",
+                ) from None
             self.exit_code = os.waitstatus_to_exitcode(status)
             if self.exit_code < 0:
                 self.exit_code = 128 - self.exit_code
