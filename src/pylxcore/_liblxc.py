@@ -16,6 +16,9 @@ from .errors import LXCError
 
 _lxc: Any = None
 
+# LXCError.detail of an attach to a container whose init is gone (or going).
+NOT_RUNNING = "the container is not running"
+
 
 def _module() -> Any:
     global _lxc
@@ -147,5 +150,5 @@ class Handle:
         except (RuntimeError, ValueError, TypeError) as err:
             raise self._fail("attach to", str(err)) from err
         if not isinstance(pid, int) or pid <= 0:
-            raise self._fail("attach to", "the container is not running")
+            raise self._fail("attach to", NOT_RUNNING)
         return pid

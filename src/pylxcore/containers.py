@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import gc
 import hashlib
 import html
 import os
@@ -67,6 +68,10 @@ def _fork_supervisor(ctrdir: str) -> tuple[int, bytes]:
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover  (the child never returns)
+        # No garbage collection in the fork: a finalizer of one of the caller's
+        # objects (a file, a Popen) would close an fd number the supervisor
+        # has reused since closerange(), e.g. the one its last state goes to.
+        gc.disable()
         code = 1
         try:
             os.dup2(w, 2)
@@ -504,11 +509,14 @@ class Container:
             full_env.update(meta["env"])
             full_env.update(env or {})
             return ExecStream(handle, argv, full_env, workdir or meta["workdir"], uid, gid, stdin, timeout)
-        except LXCError:
+        except LXCError as err:
             # Stopped or removed by another process meanwhile: report that
             # (InvalidState, ContainerNotFound) rather than liblxc's failure.
             self._expect("exec in", ContainerState.RUNNING)
-            if self._collection._handle(self.name).state() not in ("RUNNING", "FROZEN"):
+            # liblxc finding no running init means it is on its way out even
+            # when its monitor and our supervisor have not noticed yet.
+            stopping = err.detail == _liblxc.NOT_RUNNING
+            if stopping or self._collection._handle(self.name).state() not in ("RUNNING", "FROZEN"):
                 raise InvalidState(
                     f"cannot exec in container {self.name!r}: it is stopping",
                     name=self.name,
