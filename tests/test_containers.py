@@ -20,7 +20,6 @@ import sys
 import textwrap
 import time
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -34,24 +33,13 @@ from pylxcore.errors import (
     SpecError,
     TimeoutExpired,
 )
+from tests.conftest import until
 
 SLEEPER = ["sleep", "3600"]
 
 
 def run(cmd: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=60)
-
-
-def until(predicate: Callable[[], object], timeout: float = 30, what: str = "condition") -> object:
-    """Poll ``predicate`` until it is truthy; fail (not hang) after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
 
 
 def tree_digest(root: Path) -> str:

@@ -11,28 +11,16 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
 from pylxcore import Engine, Limits
 from pylxcore.errors import LimitError
 from pylxcore.limits import host_layout
-from tests.conftest import IN_CI
+from tests.conftest import IN_CI, until
 
 SLEEPER = ["sleep", "3600"]
 BUSY = ["sh", "-c", "while true; do :; done"]
-
-
-def until(predicate: Callable[[], object], timeout: float = 30, what: str = "condition") -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 def cgroup_file(engine: Engine, name: str, controller: str, v1: str, v2: str) -> str:
