@@ -481,6 +481,9 @@ def main(argv: list[str]) -> int:
             os.write(ready_w, f"error: supervisor failed: {err!r}".encode())
         except OSError:
             pass
+        import traceback  # noqa: PLC0415
+        with open(os.path.join(ctrdir, "supervisor.err"), "a") as fh:
+            traceback.print_exc(file=fh)
         code = 1
     os._exit(code)
 

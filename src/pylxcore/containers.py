@@ -257,12 +257,15 @@ class Container:
             self.exit_code, self.oom_killed = None, False
             self.started_at = self.finished_at = None
             return self
-        if st.get("status") == "running" and not self._shim_alive(st):
+        # Ask whether the supervisor lives once only: asking again could see
+        # it exit and mistake a clean end for a killed supervisor.
+        alive = st.get("status") == "running" and self._shim_alive(st)
+        if st.get("status") == "running" and not alive:
             # Read again: the supervisor may have written its last word and
             # exited between our read and the liveness check.
             st = self._raw_state() or st
         self.started_at = st.get("started_at")
-        if st.get("status") == "running" and self._shim_alive(st):
+        if st.get("status") == "running" and alive:
             self.state = ContainerState.FROZEN if self._frozen() else ContainerState.RUNNING
             self.exit_code, self.oom_killed, self.finished_at = None, False, None
         elif st.get("status") == "running":
