@@ -20,9 +20,9 @@ def count_containers(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
     started: list[list[str]] = []
     real = _liblxc.execute_argv
 
-    def counting(name: str, lxcpath: str, argv: list[str]) -> list[str]:
+    def counting(name: str, lxcpath: str, argv: list[str], log_file: str) -> list[str]:
         started.append(argv)
-        return real(name, lxcpath, argv)
+        return real(name, lxcpath, argv, log_file)
 
     monkeypatch.setattr(_liblxc, "execute_argv", counting)
     return started

@@ -43,15 +43,19 @@ def tool(name: str) -> str:
     return path
 
 
-def execute_argv(name: str, lxcpath: str, argv: Sequence[str]) -> list[str]:
+def execute_argv(name: str, lxcpath: str, argv: Sequence[str], log_file: str) -> list[str]:
     """The command line that runs ``argv`` as the main process of container ``name``.
 
     ``lxc-execute`` runs it under liblxc's minimal init (which reaps zombies and
     forwards signals), passes our stdout and stderr through apart, and exits
     with the process's exit code (128+N when killed by signal N). It reads the
-    config at ``lxcpath/name/config``.
+    config at ``lxcpath/name/config`` and writes liblxc's errors to ``log_file``.
+
+    The log file is named here, not in the config: liblxc creates a log file's
+    missing parent directories whenever it loads a config, so an exec racing a
+    remove would bring an empty container directory back to life.
     """
-    return [tool("lxc-execute"), "-q", "-P", lxcpath, "-n", name, "--", *argv]
+    return [tool("lxc-execute"), "-q", "-o", log_file, "-l", "ERROR", "-P", lxcpath, "-n", name, "--", *argv]
 
 
 def available() -> str | None:

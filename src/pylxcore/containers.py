@@ -973,7 +973,6 @@ class ContainerCollection:
                     network="host" if network == "host" else "none",
                     mounts=mounts,
                     limits=eff_limits,
-                    log_file=str(d / "lxc.log"),
                 )
                 (d / "config").write_text(render(run_cfg, host_layout()))
                 meta = {
@@ -1094,7 +1093,7 @@ class ContainerCollection:
         if memory is not None:
             counter = "memory.oom_control" if memory[0] == "v1" else "memory.events"
             oom = os.path.join(memory[1], self._cgroup_dir(name), counter)
-        command = _liblxc.execute_argv(name, str(self._store.containers_dir), argv)
+        command = _liblxc.execute_argv(name, str(self._store.containers_dir), argv, str(d / "lxc.log"))
         _shim.write_spec(str(d), auto_remove, oom, command)
         proc = subprocess.run(
             [sys.executable, "-I", "-S", _shim_program(self._store), str(d)],
@@ -1181,15 +1180,9 @@ class ContainerCollection:
         """liblxc removes a container's cgroups when it stops; this sweeps what a
         crash may have left, killing what still lives there (the payload of a
         monitor that was killed)."""
-        from .fsck import _remove_cgroup  # noqa: PLC0415
+        from .fsck import remove_cgroups  # noqa: PLC0415
 
-        prefix = self._cgroup_dir(name)
-        # every hierarchy: name=systemd and the unified one hold no controller we use
-        for base in host_layout().all_dirs:
-            for suffix in ("", ".monitor"):
-                path = Path(base) / (prefix + suffix)
-                if path.exists():
-                    _remove_cgroup(path)
+        remove_cgroups(self._cgroup_dir(name))
 
 
 __all__ = [

@@ -70,7 +70,6 @@ class RunConfig:
     network: Literal["none", "host"] = "none"
     mounts: Sequence[Mount] = ()
     limits: Limits = Limits()
-    log_file: str | None = None
     resolv_conf: bool = False  # bind the host's resolv.conf (build steps on the host network)
 
 
@@ -138,7 +137,4 @@ def render(cfg: RunConfig, layout: CgroupLayout) -> str:
         target = _fstab_escape(m.target.lstrip("/"))
         lines.append(("lxc.mount.entry", f"{_fstab_escape(m.source)} {target} none {opts} 0 0"))
     lines += cgroup_keys(cfg.limits, layout)
-    if cfg.log_file:
-        lines.append(("lxc.log.file", cfg.log_file))
-        lines.append(("lxc.log.level", "ERROR"))
     return "".join(f"{k} = {v}\n" for k, v in lines)
