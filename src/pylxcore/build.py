@@ -12,6 +12,7 @@ import errno
 import hashlib
 import os
 import shlex
+import signal
 import stat
 import sys
 import time
@@ -336,11 +337,12 @@ class Builder:
                 env=sorted(env.items()),
                 network="host" if layer.network == "host" else "none",
                 resolv_conf=layer.network == "host",
-                log_file=str(staged / "lxc.log"),
             )
             (staged / name / "config").write_text(render(cfg, host_layout()))
             script = f"mkdir -p -- {shlex.quote(workdir)} && cd -- {shlex.quote(workdir)}\n{layer.script}"
-            argv = _liblxc.execute_argv(name, str(staged), ["/bin/sh", "-e", "-c", script])
+            argv = _liblxc.execute_argv(
+                name, str(staged), ["/bin/sh", "-e", "-c", script], str(staged / "lxc.log")
+            )
             code, tail = _run_streaming(argv, out)
             if code != 0:
                 detail = tail
@@ -398,11 +400,39 @@ class Builder:
             raise
 
 
+def _die_with_parent() -> Callable[[], None]:
+    """A preexec_fn that ties the build container's lifetime to the builder's.
+
+    A builder killed at any instant must not leave its step running: one that
+    began exec'ing as its parent died would outlive every cleanup (and
+    liblxc would recreate the removed staging dir for its log). PR_SET_PDEATHSIG
+    ends the child with its parent; the getppid() check closes the window in
+    which the parent died before the signal was armed."""
+    import ctypes  # noqa: PLC0415  (only builds need it)
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+    pr_set_pdeathsig = 1
+
+    def preexec() -> None:
+        prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(137)
+
+    return preexec
+
+
 def _run_streaming(argv: list[str], out: Callable[[str], None]) -> tuple[int, list[str]]:
     """Run argv with stdout+stderr merged, passing each line to ``out`` as it comes."""
     import subprocess  # noqa: PLC0415  (deferred: a tenth of import pylxcore)
 
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        preexec_fn=_die_with_parent(),
+    )
     assert proc.stdout is not None
     tail: list[str] = []
     buf = b""

@@ -111,16 +111,32 @@ def check(engine: Engine, *, repair: bool = True) -> CheckReport:
 
     with store.lock("gc"):
         # -- build containers and staging dirs of dead processes ---------------
-        for pid, argv in _lxc_processes(store.tmp_dir):
-            lxcpath = argv[argv.index("-P") + 1]
-            if not owner_alive(Path(lxcpath).name):
-                fix(f"killed the build container of a dead builder (pid {pid})")
-                if repair:
-                    _kill_and_reap(pid)
+        def orphaned_builds() -> list[int]:
+            return [
+                pid
+                for pid, argv in _lxc_processes(store.tmp_dir)
+                if not owner_alive(Path(argv[argv.index("-P") + 1]).name)
+            ]
+
+        orphans = orphaned_builds()
+        for pid in orphans:
+            fix(f"killed the build container of a dead builder (pid {pid})")
+        # Until it execs, a child liblxc forks carries lxc-execute's command
+        # line too, and a loaded machine may take seconds to end them all:
+        # kill and look again until none is left.
+        deadline = time.monotonic() + 30
+        while repair and orphans and time.monotonic() < deadline:
+            for pid in orphans:
+                _kill_and_reap(pid)
+            orphans = orphaned_builds()
         for entry in sorted(store.tmp_dir.iterdir()):
             if not owner_alive(entry.name):
                 fix(f"removed leftover staging dir tmp/{entry.name}")
                 if repair:
+                    # A build script outlives its killed lxc-execute and would
+                    # go on writing into the dir as we remove it: end it first.
+                    for build in entry.glob("pxb-*"):
+                        remove_cgroups(f"pylxcore-{store.root_id}-{build.name}")
                     rmtree(entry)
 
         # -- layers and their short links ---------------------------------------
@@ -262,6 +278,17 @@ def _cgroup_users(store: Store) -> set[str]:
         if owner_alive(staged.name):
             users.update(p.name for p in staged.glob("pxb-*"))
     return users
+
+
+def remove_cgroups(name: str) -> None:
+    """Remove cgroup ``name`` and liblxc's ``name.monitor`` in every hierarchy
+    (name=systemd and the unified one hold no controller we use, but liblxc
+    makes them there too), killing what still lives in them."""
+    for base in host_layout().all_dirs:
+        for suffix in ("", ".monitor"):
+            path = Path(base) / (name + suffix)
+            if path.exists():
+                _remove_cgroup(path)
 
 
 def _remove_cgroup(path: Path) -> bool:
