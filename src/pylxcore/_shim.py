@@ -464,7 +464,9 @@ def main(argv: list[str]) -> int:
         msg = os.read(ready_r, 4096)
         if msg == b"ok":
             return 0
-        sys.stderr.write((msg or b"error: the supervisor died before starting the container").decode() + "\n")
+        # os.write, not sys.stderr: in a fork of the caller, sys.stderr may be
+        # the caller's own object (a notebook's stream), which is no use here.
+        os.write(2, (msg or b"error: the supervisor died before starting the container") + b"\n")
         return 1
     os.close(ready_r)
     os.setsid()  # a Ctrl-C in the caller's terminal must not reach the container
