@@ -1207,18 +1207,28 @@ class ContainerCollection:
                         state=c.state.value,
                         operation="remove",
                     )
-            # A supervisor that was killed leaves lxc-execute and the payload
-            # running with nobody to read their output: end them with it.
-            from .fsck import _kill_and_reap, _lxc_processes  # noqa: PLC0415
+            # A supervisor writes "exited" only after lxc-execute has ended and
+            # liblxc has removed its cgroups; one never started left nothing.
+            try:
+                clean = read_json(d / "state.json").get("status") == "exited"
+            except FileNotFoundError:
+                clean = not (d / "run.spec").exists()
+            except ValueError:
+                clean = False
+            if not clean:
+                # A supervisor that was killed leaves lxc-execute and the payload
+                # running with nobody to read their output: end them with it.
+                from .fsck import _kill_and_reap, _lxc_processes  # noqa: PLC0415
 
-            for pid, argv in _lxc_processes(self._store.containers_dir):
-                if "-n" in argv[:-1] and argv[argv.index("-n") + 1] == name:
-                    _kill_and_reap(pid)
+                for pid, argv in _lxc_processes(self._store.containers_dir):
+                    if "-n" in argv[:-1] and argv[argv.index("-n") + 1] == name:
+                        _kill_and_reap(pid)
             # Rename first: readers see the container or nothing, never half of it.
             doomed = self._store.staging_dir("rm-ctr")
             os.rename(d, doomed / name)
             rmtree(doomed)
-        self._remove_cgroups(name)
+        if not clean:
+            self._remove_cgroups(name)
 
     def _remove_cgroups(self, name: str) -> None:
         """liblxc removes a container's cgroups when it stops; this sweeps what a
