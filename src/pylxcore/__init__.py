@@ -6,32 +6,86 @@
     with engine.containers.run("web:1.0", ["sleep", "60"], detach=True) as c:
         print(c.exec(["ls", "/www"]).exit_code)
 
-Importing this package does not import liblxc's bindings; that happens on
-the first call that needs them.
+Importing this package loads nothing else: each name loads its module on
+first use, and liblxc's bindings load on the first call that needs them.
 """
 
 from __future__ import annotations
 
-from .build import BuildEvent, StepResult
-from .containers import Container, ContainerState, ExecResult, ExecStream, LogEntry, Stats
-from .engine import Engine, PruneReport
-from .errors import (
-    BuildError,
-    Conflict,
-    ContainerError,
-    ContainerNotFound,
-    ImageNotFound,
-    InvalidState,
-    LimitError,
-    LXCError,
-    NotFound,
-    PylxcoreError,
-    SpecError,
-    StorageError,
-    TimeoutExpired,
-)
-from .images import BuiltImage, ImageConfig
-from .spec import Image, Layer, Limits, Mount
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .build import BuildEvent, StepResult
+    from .containers import Container, ContainerState, ExecResult, ExecStream, LogEntry, Stats
+    from .engine import Engine, PruneReport
+    from .errors import (
+        BuildError,
+        Conflict,
+        ContainerError,
+        ContainerNotFound,
+        ImageNotFound,
+        InvalidState,
+        LimitError,
+        LXCError,
+        NotFound,
+        PylxcoreError,
+        SpecError,
+        StorageError,
+        TimeoutExpired,
+    )
+    from .images import BuiltImage, ImageConfig
+    from .spec import Image, Layer, Limits, Mount
+
+# The public names, and the module each lives in. They load on first use
+# (PEP 562): the command line answers an unchanged build from its stamp
+# without paying for attrs, PyYAML and the rest.
+_HOMES = {
+    "BuildEvent": "build",
+    "StepResult": "build",
+    "Container": "containers",
+    "ContainerState": "containers",
+    "ExecResult": "containers",
+    "ExecStream": "containers",
+    "LogEntry": "containers",
+    "Stats": "containers",
+    "Engine": "engine",
+    "PruneReport": "engine",
+    "BuildError": "errors",
+    "Conflict": "errors",
+    "ContainerError": "errors",
+    "ContainerNotFound": "errors",
+    "ImageNotFound": "errors",
+    "InvalidState": "errors",
+    "LimitError": "errors",
+    "LXCError": "errors",
+    "NotFound": "errors",
+    "PylxcoreError": "errors",
+    "SpecError": "errors",
+    "StorageError": "errors",
+    "TimeoutExpired": "errors",
+    "BuiltImage": "images",
+    "ImageConfig": "images",
+    "Image": "spec",
+    "Layer": "spec",
+    "Limits": "spec",
+    "Mount": "spec",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'pylxcore' has no attribute {name!r}")
+    import importlib  # noqa: PLC0415
+
+    value = getattr(importlib.import_module(f".{home}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_HOMES))
+
 
 __version__ = "0.1.0"
 
