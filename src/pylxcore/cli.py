@@ -26,6 +26,7 @@ from typing import Any, Callable, Iterable, Sequence, TextIO
 import attrs
 
 from . import __version__
+from ._buildstamp import write_stamp
 from .containers import Container, ContainerState, Stats
 from .engine import Engine
 from .errors import BuildError, ContainerNotFound, ImageNotFound, NotFound, PylxcoreError, SpecError
@@ -282,6 +283,8 @@ def cmd_build(args: argparse.Namespace) -> int:
         raise
     for extra in tags[1:]:
         engine.images.tag(built.id, extra)
+    if not args.no_cache:
+        write_stamp(engine, path, tags, image, built)
     if args.quiet:
         print(built.id)
     else:

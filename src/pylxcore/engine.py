@@ -78,7 +78,8 @@ class Engine:
     def prune(self) -> PruneReport:
         """Remove stopped containers, untagged images no container uses, and
         layers nothing references. Returns what was freed. Raises StorageError."""
-        from .store import dir_size
+        from ._buildstamp import STAMPS
+        from .store import dir_size, rmtree
 
         containers = []
         for c in self.containers.list(all=True):
@@ -105,4 +106,6 @@ class Engine:
                     freed += dir_size(self.store.layer_dir(key))
                     self.store.remove_layer(key)
                     layers.append(key)
+            # The CLI's build stamps are only shortcuts; each is checked on use.
+            rmtree(self.store.root / STAMPS)
         return PruneReport(tuple(containers), tuple(images), tuple(layers), freed)
