@@ -55,6 +55,7 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
     yield eng
     for c in eng.containers.list(all=True):
         c.remove(force=True)
+    eng.close()
     leftovers = _our_cgroups(eng.store.root_id) + _our_mounts(eng.root)
     assert not leftovers, f"left behind: {leftovers}"
 

@@ -636,12 +636,14 @@ def test_no_leftovers_after_many_run_remove_cycles(engine: Engine, busybox: str)
     # One detached + auto-removed and one force-removed while running, too.
     engine.containers.run(busybox, ["true"], detach=True, remove=True, name=f"cy{rid}-d")
     until(lambda: os.listdir(engine.store.containers_dir) == [], what="auto-removal")
+    engine.close()  # the zygote that forked its supervisor
     # Its supervisor deletes the renamed directory from tmp/ after that, then exits.
     until(
         lambda: our_processes(engine) == [] and os.listdir(engine.store.tmp_dir) == [],
         what="the auto-removing supervisor to finish",
     )
     engine.containers.run(busybox, SLEEPER, detach=True, name=f"cy{rid}-f").remove(force=True)
+    engine.close()
 
     leftover_cgroups = sorted(d for d in cgroup_dirs() if rid in os.path.basename(d))
     assert leftover_cgroups == []

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping, NamedTuple, Sequence, 
 import attrs
 
 from . import _liblxc, _shim
+from ._log import log
 from .errors import (
     Conflict,
     ContainerError,
@@ -1124,10 +1125,10 @@ class ContainerCollection:
     def _launch(self, name: str, argv: Sequence[str], *, auto_remove: bool, foreground: bool = False) -> None:
         """Start the container's supervisor. ``foreground`` (a run that the
         caller waits for) forks this process instead of starting a new Python:
-        fork is ~1 ms, an interpreter ~15 ms. Detached containers get a fresh
-        interpreter: it holds nothing of the caller's memory while it idles."""
-        import subprocess  # noqa: PLC0415  (deferred: a tenth of import pylxcore)
-
+        fork is ~1 ms, an interpreter ~15 ms. A detached container's supervisor
+        is forked by the store's zygote (see _shim), so it holds nothing of the
+        caller's memory while it idles, and shares the zygote's; where no
+        zygote can serve, it gets a fresh interpreter of its own."""
         d = self._dir(name)
         memory = host_layout().controllers.get("memory")
         oom = ""
@@ -1139,13 +1140,11 @@ class ContainerCollection:
         if foreground:
             code, err = _fork_supervisor(str(d))
         else:
-            proc = subprocess.run(
-                [sys.executable, "-I", "-S", _shim_program(self._store), str(d)],
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                check=False,
-            )
-            code, err = proc.returncode, proc.stderr
+            reply = self._zygote_launch(d)
+            if reply is None:
+                code, err = self._run_shim([str(d)])
+            else:
+                code, err = (0, b"") if reply == b"ok" else (1, reply)
         if code != 0:
             raise LXCError(
                 f"could not start container {name!r}: {err.decode(errors='replace').strip()}",
@@ -1153,6 +1152,87 @@ class ContainerCollection:
                 container=name,
                 detail=err.decode(errors="replace"),
             )
+
+    def _run_shim(self, args: Sequence[str]) -> tuple[int, bytes]:
+        """Run the supervisor program (a fresh ``python -I -S`` on its bytecode)."""
+        import subprocess  # noqa: PLC0415  (deferred: a tenth of import pylxcore)
+
+        proc = subprocess.run(
+            [sys.executable, "-I", "-S", _shim_program(self._store), *args],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            check=False,
+        )
+        return proc.returncode, proc.stderr
+
+    def _zygote_socket(self) -> str | None:
+        """The path of this store's zygote socket (None where it would not fit
+        in a socket address: such roots start each supervisor afresh)."""
+        program = _shim_program(self._store)
+        path = str(self._store.root / "bin" / (Path(program).stem.replace("shim-", "zygote-") + ".sock"))
+        return path if len(os.fsencode(path)) < 108 else None
+
+    def _zygote_launch(self, d: Path) -> bytes | None:
+        """Ask the store's zygote to start the supervisor of ``d``, starting the
+        zygote first when none listens. The supervisor's own answer (b"ok" or
+        an error); None when no zygote could take the request."""
+        import socket  # noqa: PLC0415
+
+        path = self._zygote_socket()
+        if path is None:
+            return None
+        for _ in range(3):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.settimeout(120)
+                try:
+                    sock.connect(path)
+                except (FileNotFoundError, ConnectionRefusedError):
+                    code, err = self._run_shim(["--zygote", path, str(self._store.containers_dir)])
+                    if code != 0:
+                        log("debug", "no zygote: %s", err.decode(errors="replace").strip())
+                        return None
+                    continue
+                sock.sendall(os.fsencode(d) + b"\n")
+                chunks = []
+                while chunk := sock.recv(65536):
+                    chunks.append(chunk)
+            except OSError as err:
+                log("debug", "the zygote failed us: %s", err)
+                return None
+            finally:
+                sock.close()
+            if chunks:
+                return b"".join(chunks)
+            # Closed unanswered: it was exiting as we came. Nothing was started.
+        return None
+
+    def _close_zygote(self) -> None:
+        """Ask the store's zygote, if one runs, to exit now (it would after
+        a few idle seconds anyway); supervisors it started run on."""
+        import socket  # noqa: PLC0415
+
+        path = self._zygote_socket()
+        if path is None:
+            return
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(10)
+            try:
+                sock.connect(path)
+                sock.sendall(_shim.QUIT.encode() + b"\n")
+                while sock.recv(4096):
+                    pass
+            except OSError:
+                return
+        # It unlinks its socket before it drains and exits; wait for the exit
+        # itself, which releases its lock.
+        import fcntl  # noqa: PLC0415
+
+        fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        finally:
+            os.close(fd)
 
     def _stats(self, name: str) -> Stats:
         layout = host_layout()
@@ -1207,8 +1287,8 @@ class ContainerCollection:
                         state=c.state.value,
                         operation="remove",
                     )
-            # A supervisor writes "exited" only after lxc-execute has ended and
-            # liblxc has removed its cgroups; one never started left nothing.
+            # A supervisor writes "exited" only after lxc-execute has ended;
+            # one never started left nothing running.
             try:
                 clean = read_json(d / "state.json").get("status") == "exited"
             except FileNotFoundError:
@@ -1227,8 +1307,9 @@ class ContainerCollection:
             doomed = self._store.staging_dir("rm-ctr")
             os.rename(d, doomed / name)
             rmtree(doomed)
-        if not clean:
-            self._remove_cgroups(name)
+        # Even after a clean exit: liblxc cannot remove a cgroup that an exec
+        # into the container still occupied as it stopped.
+        self._remove_cgroups(name)
 
     def _remove_cgroups(self, name: str) -> None:
         """liblxc removes a container's cgroups when it stops; this sweeps what a

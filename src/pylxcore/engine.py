@@ -48,6 +48,18 @@ class Engine:
     def __repr__(self) -> str:
         return f"<Engine root={str(self.root)!r}>"
 
+    def close(self) -> None:
+        """Stop the helper that forks this root's container supervisors, if one
+        runs (it exits by itself after a few idle seconds). Containers and
+        their supervisors run on; the engine stays usable. Raises nothing."""
+        self.containers._close_zygote()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def _referenced_layers(self) -> set[str]:
         keys: set[str] = set()
         for image_id in self.store.image_ids():

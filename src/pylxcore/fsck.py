@@ -286,9 +286,9 @@ def remove_cgroups(name: str) -> None:
     makes them there too), killing what still lives in them."""
     for base in host_layout().all_dirs:
         for suffix in ("", ".monitor"):
-            path = Path(base) / (name + suffix)
-            if path.exists():
-                _remove_cgroup(path)
+            path = os.path.join(base, name + suffix)
+            if os.path.exists(path):  # (plain strings: this runs at every remove)
+                _remove_cgroup(Path(path))
 
 
 def _remove_cgroup(path: Path) -> bool:
