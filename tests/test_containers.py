@@ -29,6 +29,7 @@ from pylxcore.errors import (
     Conflict,
     ContainerNotFound,
     InvalidState,
+    LXCError,
     PylxcoreError,
     SpecError,
     TimeoutExpired,
@@ -401,6 +402,44 @@ def test_create_start_and_run_results(engine: Engine, busybox: str) -> None:
     with pytest.raises(TimeoutExpired):
         engine.containers.run(busybox, SLEEPER, timeout=0.5, remove=True)
     assert os.listdir(engine.store.containers_dir) == []
+
+
+def test_a_program_that_is_not_there_is_named_before_anything_starts(
+    engine: Engine, busybox: str, tmp_path: Path
+) -> None:
+    # liblxc alone would only say "exit code 255"; Docker says what is missing.
+    with pytest.raises(LXCError, match=r"exec: 'nosuchcmd': not found in \$PATH"):
+        engine.containers.run(busybox, ["nosuchcmd"], remove=True)
+    with pytest.raises(LXCError, match=r"exec: '/opt/app': no such file in the container"):
+        engine.containers.run(busybox, ["/opt/app"])
+    assert os.listdir(engine.store.containers_dir) == []  # a failed run() leaves nothing
+    c = engine.containers.create(busybox, ["./app.sh"], workdir="/srv")
+    with pytest.raises(LXCError, match="no such file"):
+        c.start()
+    assert c.status() == "created"
+    c.remove()
+    # Found where execvp would find it: along $PATH (the image's, or a custom
+    # one), through symlinks, from the workdir, in the writable layer, or
+    # under a bind mount that is not there until the container starts.
+    assert engine.containers.run(busybox, ["true"], remove=True).exit_code == 0
+    assert engine.containers.run(busybox, ["busybox", "true"], remove=True).exit_code == 0
+    tool = tmp_path / "tool"
+    tool.mkdir()
+    (tool / "hello").write_text("#!/bin/sh\necho hi from the mount\n")
+    os.chmod(tool / "hello", 0o755)
+    result = engine.containers.run(
+        busybox, ["hello"], env={"PATH": "/tool:/bin"}, mounts=[Mount(str(tool), "/tool")], remove=True
+    )
+    assert result.stdout == b"hi from the mount\n"
+    made = engine.containers.create(busybox, ["/w.sh"])
+    with pytest.raises(LXCError):
+        made.start()
+    # As if an earlier run of this container had written it: its own layer counts.
+    (made.dir / "upper" / "w.sh").write_text("#!/bin/sh\necho made\n")
+    os.chmod(made.dir / "upper" / "w.sh", 0o755)
+    made.start()
+    assert made.wait(timeout=30) == 0 and made.logs() == b"made\n"
+    made.remove()
 
 
 def test_stop_escalates_to_sigkill_for_a_process_that_ignores_sigterm(engine: Engine, busybox: str) -> None:

@@ -24,6 +24,7 @@ import gc
 import hashlib
 import html
 import os
+import posixpath
 import select
 import selectors
 import signal as _signal
@@ -170,6 +171,32 @@ def _signal_number(sig: int | str) -> int:
         return int(getattr(_signal, name))
     except AttributeError:
         raise ValueError(f"unknown signal {sig!r}") from None
+
+
+def _executable_found(meta: dict[str, Any], upper: Path, store: Any) -> bool:
+    """Whether the command's program exists in the container's tree (its
+    writable layer over the image's), looked up the way execvp would: a name
+    with a slash as a path (from the workdir), else along $PATH. A program
+    under a bind mount is taken on trust: the mount is not there yet."""
+    program = meta["command"][0]
+    if "/" in program:
+        candidates = [posixpath.join(meta["workdir"], program)]
+    else:
+        path = meta["env"].get("PATH", DEFAULT_PATH)
+        candidates = [posixpath.join(d or meta["workdir"], program) for d in path.split(":")]
+    stack = LayerStack([upper, *(store.layer_dir(k) / "fs" for k in reversed(meta["layers"]))])
+    for candidate in candidates:
+        normal = posixpath.normpath(candidate)
+        targets = [posixpath.normpath(m["target"]) for m in meta["mounts"]]
+        if any(normal == t or normal.startswith(t.rstrip("/") + "/") for t in targets):
+            return True
+        try:
+            real = stack.lookup(stack.resolve(candidate))
+        except StorageError:
+            return True  # a symlink loop: let the kernel say so
+        if real is not None and not real.is_dir():
+            return True
+    return False
 
 
 def _lookup_user(stack: LayerStack, user: str) -> tuple[int, int]:
@@ -334,7 +361,8 @@ class Container:
     # -- lifecycle -------------------------------------------------------------
 
     def start(self) -> Container:
-        """Start the main process. Raises InvalidState (already running), LXCError."""
+        """Start the main process. Raises InvalidState (already running),
+        LXCError (liblxc failed, or the program is not in the container)."""
         with self._collection._lock(self.name):
             self._expect("start", ContainerState.CREATED, ContainerState.EXITED)
             meta = self._meta()
@@ -1135,6 +1163,16 @@ class ContainerCollection:
         if memory is not None:
             counter = "memory.oom_control" if memory[0] == "v1" else "memory.events"
             oom = os.path.join(memory[1], self._cgroup_dir(name), counter)
+        # liblxc's init reports a program it cannot exec only as exit code
+        # 255; say what is wrong instead, before anything starts (as Docker does).
+        meta = read_json(d / "meta.json")
+        if not _executable_found(meta, d / "upper", self._store):
+            where = "no such file in the container" if "/" in argv[0] else "not found in $PATH"
+            raise LXCError(
+                f"cannot start container {name!r}: exec: {argv[0]!r}: {where}",
+                operation="start",
+                container=name,
+            )
         command = _liblxc.execute_argv(name, str(self._store.containers_dir), argv, str(d / "lxc.log"))
         _shim.write_spec(str(d), auto_remove, oom, command)
         if foreground:
