@@ -694,6 +694,11 @@ def test_no_leftovers_after_many_run_remove_cycles(engine: Engine, busybox: str)
     assert os.listdir(engine.store.containers_dir) == []
     assert os.listdir(engine.store.tmp_dir) == []
     assert engine.containers.list(all=True) == []
+    # remove() deletes a container's lock file; prune() those of containers
+    # that removed themselves.
+    assert [p.name for p in engine.store.locks_dir.glob("ctr-*")] == [f"ctr-cy{rid}-d.lock"]
+    engine.prune()
+    assert list(engine.store.locks_dir.glob("ctr-*")) == []
 
 
 # -- 9. notebook reprs and stats ----------------------------------------------------------

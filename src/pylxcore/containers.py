@@ -1345,6 +1345,7 @@ class ContainerCollection:
             doomed = self._store.staging_dir("rm-ctr")
             os.rename(d, doomed / name)
             rmtree(doomed)
+            self._store.drop_lock(f"ctr-{name}")  # we hold it: see Store.lock
         # Even after a clean exit: liblxc cannot remove a cgroup that an exec
         # into the container still occupied as it stopped.
         self._remove_cgroups(name)

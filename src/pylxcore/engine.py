@@ -101,6 +101,9 @@ class Engine:
                     containers.append(c.name)
             except (InvalidState, ContainerNotFound):
                 continue  # started or removed by another process meanwhile: not ours to prune
+        # The lock files of containers that are gone (those that removed
+        # themselves when they exited).
+        self.store.drop_unused_locks("ctr-", lambda name: (self.store.containers_dir / name).exists())
         images = []
         freed = 0
         with self.store.lock("gc"):

@@ -29,7 +29,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import attrs
 
@@ -196,12 +196,49 @@ class Store:
     def lock(self, name: str, *, shared: bool = False) -> Iterator[None]:
         """Hold the flock ``locks/<name>.lock`` (released when the holder dies)."""
         path = self.locks_dir / f"{name}.lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+                # Its holder may have deleted the file (drop_lock) while we
+                # waited: a lock on a deleted file locks nothing, so retry.
+                if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
+            except BaseException:
+                os.close(fd)
+                raise
+            os.close(fd)
         try:
-            fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
             yield
         finally:
             os.close(fd)
+
+    def drop_lock(self, name: str) -> None:
+        """Delete the file of lock ``name``; only its holder may (see lock())."""
+        with contextlib.suppress(FileNotFoundError):
+            (self.locks_dir / f"{name}.lock").unlink()
+
+    def drop_unused_locks(self, prefix: str, in_use: Callable[[str], bool]) -> None:
+        """Delete the lock files ``<prefix><x>`` whose ``x`` is no longer in use
+        and that nobody holds (each taken, without waiting, before it goes)."""
+        for path in self.locks_dir.glob(f"{prefix}*.lock"):
+            name = path.name[: -len(".lock")]
+            if in_use(name[len(prefix) :]):
+                continue
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                if os.fstat(fd).st_ino == os.stat(path).st_ino and not in_use(name[len(prefix) :]):
+                    path.unlink()
+            except (BlockingIOError, FileNotFoundError):
+                pass
+            finally:
+                os.close(fd)
 
     # -- staging -------------------------------------------------------------
 
