@@ -736,6 +736,11 @@ def test_reprs_and_stats(engine: Engine, busybox: str) -> None:
     )
     unlimited = engine.containers.run(busybox, SLEEPER, detach=True)
     assert unlimited.stats().memory_limit_bytes is None
+    labelled = engine.containers.create(busybox, ["true"], labels={"org.example.team": "web"})
+    assert labelled.inspect()["labels"] == {"org.example.team": "web"}
+    with pytest.raises(SpecError, match="bad label"):
+        engine.containers.create(busybox, ["true"], labels={"n": 1})  # type: ignore[dict-item]
+    labelled.remove()
     hostile = engine.containers.create(busybox, ["true"], name="x.y-z_1")
     assert "<script>" not in hostile._repr_html_()
     for x in (c, unlimited, hostile):

@@ -680,6 +680,7 @@ class Container:
             "network": meta["network"],
             "limits": meta["limits"],
             "mounts": meta["mounts"],
+            "labels": meta.get("labels", {}),
             "dir": str(self.dir),
         }
 
@@ -998,6 +999,9 @@ class ContainerCollection:
             merged_env[k] = v
         if network not in ("none", "host"):
             raise SpecError(f"network must be 'none' or 'host', not {network!r}", key="network")
+        for k, v in (labels or {}).items():
+            if not isinstance(k, str) or not isinstance(v, str) or not k:
+                raise SpecError(f"bad label {k!r}={v!r}: keys and values are strings", key=f"labels.{k}")
         if limits is not None and not isinstance(limits, Limits):
             raise TypeError(f"limits must be a Limits, not {type(limits).__name__}")
         eff_limits = Limits.from_dict(cfg.get("limits") or {}).merged(limits or Limits())
