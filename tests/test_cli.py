@@ -203,6 +203,14 @@ def test_run_unknown_image_is_125(cli: CLI, engine: Engine) -> None:
     assert engine.containers.list(all=True) == []
 
 
+def test_run_of_a_command_that_is_not_there_is_127(cli: CLI, engine: Engine) -> None:
+    r = cli("run", "--rm", IMG, "no-such-program")
+    assert r.code == 127 and r.out == ""
+    assert "exec: 'no-such-program': not found in $PATH" in one_error_line(r.err)
+    assert cli("run", "-d", IMG, "/no/such").code == 127
+    assert engine.containers.list(all=True) == []
+
+
 def test_run_env_workdir_user(cli: CLI) -> None:
     r = cli(
         "run", "--rm", "-e", "A=1", "-e", "FROM_HOST", "-w", "/data", "-u", "nobody", IMG,

@@ -27,7 +27,7 @@ import attrs
 
 from . import __version__
 from ._buildstamp import write_stamp
-from .containers import Container, ContainerState, Stats
+from .containers import PROGRAM_NOT_FOUND, Container, ContainerState, Stats
 from .engine import Engine
 from .errors import BuildError, ContainerNotFound, ImageNotFound, NotFound, PylxcoreError, SpecError
 from .images import BuiltImage
@@ -37,6 +37,7 @@ EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_NOT_RUN = 125  # run/exec: pylxcore failed before the command ran (as docker)
+EXIT_NOT_FOUND = 127  # run: the command is not in the container (as docker)
 EXIT_INTERRUPTED = 130
 
 Command = Callable[[argparse.Namespace], int]
@@ -907,6 +908,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:  # noqa: BLE001  (one line, not a traceback, unless --debug)
         report_error(err, args.debug)
         code: int = args.error_code
+        if code == EXIT_NOT_RUN and getattr(err, "detail", None) == PROGRAM_NOT_FOUND:
+            code = EXIT_NOT_FOUND
         return code
     finally:
         if handler is not None:

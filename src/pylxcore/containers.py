@@ -118,6 +118,8 @@ def _shim_program(store: Any) -> str:
 
 
 Command = Union[str, Sequence[str], None]
+# LXCError.detail when a container's program is not in it (the CLI exits 127).
+PROGRAM_NOT_FOUND = "program not found"
 
 
 class ContainerState(str, enum.Enum):
@@ -1176,6 +1178,7 @@ class ContainerCollection:
                 f"cannot start container {name!r}: exec: {argv[0]!r}: {where}",
                 operation="start",
                 container=name,
+                detail=PROGRAM_NOT_FOUND,
             )
         command = _liblxc.execute_argv(name, str(self._store.containers_dir), argv, str(d / "lxc.log"))
         _shim.write_spec(str(d), auto_remove, oom, command)
