@@ -234,6 +234,13 @@ def test_run_network(cli: CLI, engine: Engine) -> None:
     assert cli("run", "--network", "bridge", IMG).code == 2  # not a choice
 
 
+def test_run_userns(cli: CLI) -> None:
+    r = cli("run", "--rm", "--userns", IMG, "cat", "/proc/self/uid_map")
+    assert r.code == 0 and r.out.split()[0] == "0" and r.out.split()[1] != "0"
+    r = cli("run", "--rm", IMG, "cat", "/proc/self/uid_map")
+    assert r.out.split()[:2] == ["0", "0"]
+
+
 def test_run_volume_read_only_and_read_write(cli: CLI, tmp_path: Path) -> None:
     vol = tmp_path / "vol"
     vol.mkdir()

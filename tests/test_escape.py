@@ -46,9 +46,10 @@ def escape_image(engine: Engine, tmp_path: Path) -> str:
     return "test/escape:1"
 
 
-@pytest.fixture
-def box(engine: Engine, escape_image: str):  # type: ignore[no-untyped-def]
-    with engine.containers.run(escape_image, ["sleep", "3600"], detach=True) as c:
+@pytest.fixture(params=[False, True], ids=["root", "userns"])
+def box(engine: Engine, escape_image: str, request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+    """A default container, and one whose root is an unprivileged host uid."""
+    with engine.containers.run(escape_image, ["sleep", "3600"], detach=True, userns=request.param) as c:
         yield c
 
 

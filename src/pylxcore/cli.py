@@ -305,6 +305,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         "network": args.network,
         "workdir": args.workdir,
         "user": args.user,
+        "userns": args.userns,
     }
     command = args.command or None
     container: Container
@@ -777,6 +778,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cpus", type=float, metavar="N", help="CPU limit as a fraction of CPUs, like 0.5")
     p.add_argument("--pids", "--pids-limit", dest="pids", type=int, metavar="N", help="most processes")
     p.add_argument("--network", choices=("none", "host"), default="none", help="none (default) or host")
+    p.add_argument("--userns", action="store_true", default=None,
+                   help="in a user namespace: its root is an unprivileged host uid")
     p.add_argument("-w", "--workdir", metavar="DIR", help="working directory inside the container")
     p.add_argument("-u", "--user", metavar="USER", help="user[:group] (name or number) to run as")
     p.add_argument("image", metavar="IMAGE")

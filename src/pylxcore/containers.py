@@ -28,6 +28,7 @@ import posixpath
 import select
 import selectors
 import signal as _signal
+import stat
 import sys
 import threading
 import time
@@ -50,10 +51,12 @@ from .errors import (
     TimeoutExpired,
 )
 from .limits import host_layout
-from .lxcconfig import DEFAULT_PATH, RunConfig, render
+from .lxcconfig import DEFAULT_PATH, SECCOMP_PROFILE, RunConfig, render
 from .rootfs import LayerStack, overlay_spec
 from .spec import Limits, Mount, validate_container_name
 from .store import atomic_write, canonical_json, read_json, rmtree
+from .userns import subordinate_ids
+from .userns import write_spec as write_userns_spec
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -683,6 +686,7 @@ class Container:
             "limits": meta["limits"],
             "mounts": meta["mounts"],
             "labels": meta.get("labels", {}),
+            "userns": meta.get("userns", False),
             "dir": str(self.dir),
         }
 
@@ -974,12 +978,18 @@ class ContainerCollection:
         mounts: Sequence[Mount] = (),
         network: str = "none",
         labels: Mapping[str, str] | None = None,
+        userns: bool | None = None,
     ) -> Container:
         """Provision a container from a built image, without starting it: an
         overlay of the image's layers plus an empty writable layer (no copy).
 
+        ``userns=True`` (default: the engine's ``userns``) runs it in a user
+        namespace: its root is an unprivileged host uid from root's range in
+        /etc/subuid; the shared layers are mounted idmapped, not copied.
+
         Raises ImageNotFound, Conflict (name taken), SpecError (bad name,
-        command, env, mount or user), LimitError (a limit the host cannot enforce).
+        command, env, mount or user), LimitError (a limit the host cannot enforce),
+        LXCError (userns=True on a host with no subordinate ids for root).
         """
         record = self._engine.images.record(image)
         cfg = record["config"]
@@ -1001,6 +1011,11 @@ class ContainerCollection:
             merged_env[k] = v
         if network not in ("none", "host"):
             raise SpecError(f"network must be 'none' or 'host', not {network!r}", key="network")
+        if userns is None:
+            userns = self._engine.userns
+        if not isinstance(userns, bool):
+            raise TypeError(f"userns must be True, False or None, not {userns!r}")
+        ids = subordinate_ids() if userns else None
         for k, v in (labels or {}).items():
             if not isinstance(k, str) or not isinstance(v, str) or not k:
                 raise SpecError(f"bad label {k!r}={v!r}: keys and values are strings", key=f"labels.{k}")
@@ -1033,9 +1048,16 @@ class ContainerCollection:
                 raise Conflict(f"a container named {name!r} already exists", name=name) from None
             try:
                 (d / "upper").mkdir()
+                if ids is None:
+                    rootfs = overlay_spec([self._store.short_path(k) for k in reversed(layers)], d / "upper")
+                else:
+                    rootfs = f"dir:{_shim.USERNS_ROOTFS}"  # in its supervisor's mount namespace
+                    keep = [str(SECCOMP_PROFILE), *(m.source for m in mounts)]
+                    self._prepare_userns(d, layers, ids, keep)
                 run_cfg = RunConfig(
                     name=name,
-                    rootfs=overlay_spec([self._store.short_path(k) for k in reversed(layers)], d / "upper"),
+                    rootfs=rootfs,
+                    idmap=ids,
                     cgroup_dir=self._cgroup_dir(name),
                     env=sorted(merged_env.items()),
                     cwd=workdir,
@@ -1062,6 +1084,7 @@ class ContainerCollection:
                     "limits": eff_limits.to_dict(),
                     "mounts": [attrs.asdict(m) for m in mounts],
                     "labels": dict(labels or {}),
+                    "userns": userns,
                     "created": time.time(),
                 }
                 atomic_write(d / "meta.json", canonical_json(meta))
@@ -1087,6 +1110,7 @@ class ContainerCollection:
         mounts: Sequence[Mount] = (),
         network: str = "none",
         labels: Mapping[str, str] | None = None,
+        userns: bool | None = None,
     ) -> Any:
         """Create and start a container.
 
@@ -1113,6 +1137,7 @@ class ContainerCollection:
                 mounts=mounts,
                 network=network,
                 labels=labels,
+                userns=userns,
             )
             try:
                 self._launch(
@@ -1197,6 +1222,22 @@ class ContainerCollection:
                 container=name,
                 detail=err.decode(errors="replace"),
             )
+
+    def _prepare_userns(
+        self, d: Path, layers: Sequence[str], ids: tuple[int, int, int, int], keep: Sequence[str]
+    ) -> None:
+        """The dirs a user-namespaced container's supervisor mounts on (see
+        pylxcore.userns): one per layer, and the overlay's work dir.
+        The writable layer's top belongs to the container's root."""
+        (d / "work").mkdir()
+        (d / "lower").mkdir()
+        for i in range(len(layers)):
+            (d / "lower" / str(i)).mkdir()
+        base = self._store.layer_dir(layers[0]) / "fs"
+        os.chmod(d / "upper", stat.S_IMODE(os.stat(base).st_mode))
+        os.chown(d / "upper", ids[0], ids[2])
+        lowers = [str(self._store.layer_dir(k) / "fs") for k in reversed(layers)]
+        write_userns_spec(str(d), ids, lowers, list(keep))
 
     def _run_shim(self, args: Sequence[str]) -> tuple[int, bytes]:
         """Run the supervisor program (a fresh ``python -I -S`` on its bytecode)."""

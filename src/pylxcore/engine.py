@@ -30,13 +30,18 @@ class PruneReport:
 class Engine:
     """Entry point: ``Engine(root=...)``; the root defaults to ``$PYLXCORE_ROOT``,
     else /var/lib/pylxcore. Engines with different roots never see each other.
+    ``userns=True`` makes user-namespaced containers the default (see create()).
 
     Raises StorageError when the root cannot be created.
     """
 
-    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, root: str | os.PathLike[str] | None = None, *, userns: bool = False) -> None:
         if root is None:
             root = os.environ.get("PYLXCORE_ROOT") or DEFAULT_ROOT
+        if not isinstance(userns, bool):
+            raise TypeError(f"userns must be True or False, not {userns!r}")
+        # The default for containers created without a userns= of their own.
+        self.userns = userns
         self.store = Store(root)
         self.images = ImageCollection(self)
         self.containers = ContainerCollection(self)

@@ -71,6 +71,9 @@ class RunConfig:
     mounts: Sequence[Mount] = ()
     limits: Limits = Limits()
     resolv_conf: bool = False  # bind the host's resolv.conf (build steps on the host network)
+    # (uid start, uid count, gid start, gid count) on the host for container
+    # ids 0.. in a user namespace; None: container root is host root.
+    idmap: tuple[int, int, int, int] | None = None
 
 
 def _fstab_escape(path: str) -> str:
@@ -136,5 +139,9 @@ def render(cfg: RunConfig, layout: CgroupLayout) -> str:
         opts = f"bind,create={kind}" + (",ro" if m.read_only else "")
         target = _fstab_escape(m.target.lstrip("/"))
         lines.append(("lxc.mount.entry", f"{_fstab_escape(m.source)} {target} none {opts} 0 0"))
+    if cfg.idmap is not None:
+        ustart, ucount, gstart, gcount = cfg.idmap
+        lines.append(("lxc.idmap", f"u 0 {ustart} {ucount}"))
+        lines.append(("lxc.idmap", f"g 0 {gstart} {gcount}"))
     lines += cgroup_keys(cfg.limits, layout)
     return "".join(f"{k} = {v}\n" for k, v in lines)
