@@ -93,3 +93,17 @@ def test_no_subordinate_ids_is_a_clear_error(
     with pytest.raises(LXCError, match="subordinate id range for root in /etc/subuid and /etc/subgid"):
         engine.containers.run(busybox, ["true"], userns=True)
     assert engine.containers.list(all=True) == []
+
+
+def test_run_remove_cycles_leave_nothing(engine: Engine, busybox: str) -> None:
+    mounts_before = Path("/proc/self/mountinfo").read_text()
+    for i in range(20):
+        r = engine.containers.run(busybox, ["sh", "-c", f"echo {i} > /n; cat /n"], userns=True, remove=True)
+        assert r == (0, f"{i}\n".encode(), b""), (i, r)
+    c = engine.containers.run(busybox, SLEEPER, detach=True, userns=True)
+    c.remove(force=True)
+    engine.close()
+    assert Path("/proc/self/mountinfo").read_text() == mounts_before
+    assert os.listdir(engine.store.containers_dir) == []
+    # The host's /run/pylxcore is only the empty dir each namespace mounts a tmpfs on.
+    assert os.listdir("/run/pylxcore") == []
