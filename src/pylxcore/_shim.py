@@ -598,6 +598,18 @@ def write_spec(ctrdir: str, auto_remove: bool, oom_path: str, argv: list[str]) -
     os.replace(tmp, os.path.join(ctrdir, "run.spec"))
 
 
+def _detach() -> None:
+    """Leave the caller's session and terminal: a Ctrl-C or hang-up there must
+    not reach a supervisor (or the container it runs)."""
+    os.setsid()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
+
+
 def launch(ctrdir: str) -> bytes:
     """Start the supervisor of the container at ``ctrdir`` in a new session;
     return b"ok" once the container runs, else the error to report."""
@@ -611,14 +623,8 @@ def launch(ctrdir: str) -> bytes:
         msg = os.read(ready_r, 4096)
         os.close(ready_r)
         return msg or b"error: the supervisor died before starting the container"
-    os.setsid()  # a Ctrl-C in the caller's terminal must not reach the container
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    _detach()
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    devnull = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(devnull, fd)
-    os.close(devnull)
     # Nothing else inherited stays open (a zygote's socket and its client's).
     os.closerange(3, ready_r)
     os.closerange(ready_r + 1, ready_w)
@@ -727,14 +733,8 @@ def zygote(sock_path: str, containers_dir: str) -> int:
         os.write(2, (msg or b"error: the zygote died before it listened") + b"\n")
         return 1
     os.close(ready_r)
-    os.setsid()
+    _detach()
     os.chdir("/")
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    devnull = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(devnull, fd)
-    os.close(devnull)
     try:
         lock = os.open(sock_path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
