@@ -13,6 +13,7 @@ from pylxcore import Engine, LXCError, Mount
 from pylxcore import userns as userns_module
 from pylxcore.bases import tree_digest
 from pylxcore.userns import subordinate_ids
+from tests.conftest import until
 
 SLEEPER = ["sleep", "3600"]
 
@@ -97,11 +98,19 @@ def test_no_subordinate_ids_is_a_clear_error(
 
 def test_run_remove_cycles_leave_nothing(engine: Engine, busybox: str) -> None:
     mounts_before = Path("/proc/self/mountinfo").read_text()
+    layers = [engine.store.layer_dir(k) / "fs" for k in engine.images.get(busybox).layer_keys]
+    digests = [tree_digest(p) for p in layers]
     for i in range(20):
         r = engine.containers.run(busybox, ["sh", "-c", f"echo {i} > /n; cat /n"], userns=True, remove=True)
         assert r == (0, f"{i}\n".encode(), b""), (i, r)
     c = engine.containers.run(busybox, SLEEPER, detach=True, userns=True)
     c.remove(force=True)
+    # Removed by their own supervisors, which first leave the namespace where
+    # the image's layers are mounted inside the container's dir.
+    for _ in range(3):
+        engine.containers.run(busybox, ["touch", "/x"], detach=True, remove=True, userns=True)
+    until(lambda: os.listdir(engine.store.containers_dir) == [], what="auto-removal")
+    assert [tree_digest(p) for p in layers] == digests
     engine.close()
     assert Path("/proc/self/mountinfo").read_text() == mounts_before
     assert os.listdir(engine.store.containers_dir) == []

@@ -419,6 +419,18 @@ def userns_rootfs(ctrdir: str) -> None:
             os.close(fd)
 
 
+def _leave_mount_namespace(host_ns: int) -> None:
+    """setns(2) back into the mount namespace ``host_ns`` (and close it)."""
+    import ctypes  # noqa: PLC0415
+
+    clone_newns = 0x00020000
+    try:
+        if ctypes.CDLL(None, use_errno=True).setns(host_ns, clone_newns) != 0:
+            raise OSError(ctypes.get_errno(), "setns(CLONE_NEWNS)")
+    finally:
+        os.close(host_ns)
+
+
 def supervise(ctrdir: str, auto_remove: bool, oom_path: str, argv: list[str], ready_fd: int) -> int:
     state_path = os.path.join(ctrdir, "state.json")
     lxc_log = os.path.join(ctrdir, "lxc.log")
@@ -427,10 +439,15 @@ def supervise(ctrdir: str, auto_remove: bool, oom_path: str, argv: list[str], re
     except FileNotFoundError:
         pass
     log = _Log(ctrdir)
+    host_mnt_ns = None
     if os.path.exists(os.path.join(ctrdir, "userns.spec")):
+        # Keep a way back to the host's mount namespace: nothing may touch the
+        # container's dir while the idmapped image layers are mounted in it.
+        host_mnt_ns = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
         try:
             userns_rootfs(ctrdir)
         except OSError as err:
+            _leave_mount_namespace(host_mnt_ns)
             msg = f"error: cannot mount the container's root for its user namespace: {err}"
             os.write(ready_fd, msg.encode())
             return 1
@@ -530,6 +547,11 @@ def supervise(ctrdir: str, auto_remove: bool, oom_path: str, argv: list[str], re
                 continue
             log.write(kind, data)
     code = proc.wait()
+    if host_mnt_ns is not None:
+        # Back to the host's mounts: the namespace with the idmapped layers
+        # dies with its last process (lxc-execute has gone), before anything
+        # (auto-removal) deletes the container's dir.
+        _leave_mount_namespace(host_mnt_ns)
     oom.check()
     oom.close()
     if oom.pending and code == 137:

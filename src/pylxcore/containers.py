@@ -1269,6 +1269,7 @@ class ContainerCollection:
             return None
         for _ in range(3):
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sent = False
             try:
                 sock.settimeout(120)
                 try:
@@ -1280,10 +1281,14 @@ class ContainerCollection:
                         return None
                     continue
                 sock.sendall(os.fsencode(d) + b"\n")
+                sent = True
                 chunks = []
                 while chunk := sock.recv(65536):
                     chunks.append(chunk)
             except OSError as err:
+                if sent:
+                    # It may have started the supervisor: never start a second.
+                    return f"error: no answer from the supervisor's zygote: {err}".encode()
                 log("debug", "the zygote failed us: %s", err)
                 return None
             finally:
