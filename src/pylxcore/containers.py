@@ -189,12 +189,27 @@ def _executable_found(meta: dict[str, Any], upper: Path, store: Any) -> bool:
     else:
         path = meta["env"].get("PATH", DEFAULT_PATH)
         candidates = [posixpath.join(d or meta["workdir"], program) for d in path.split(":")]
-    stack = LayerStack([upper, *(store.layer_dir(k) / "fs" for k in reversed(meta["layers"]))])
+    targets = [posixpath.normpath(m["target"]) for m in meta["mounts"]]
     for candidate in candidates:
         normal = posixpath.normpath(candidate)
-        targets = [posixpath.normpath(m["target"]) for m in meta["mounts"]]
         if any(normal == t or normal.startswith(t.rstrip("/") + "/") for t in targets):
             return True
+    # The common case first, with plain strings (this runs at every start):
+    # the program as a file or link in the topmost layer that has the path.
+    dirs = [str(upper), *(str(store.layer_dir(k) / "fs") for k in reversed(meta["layers"]))]
+    for candidate in candidates:
+        for layer in dirs:
+            try:
+                mode = os.lstat(layer + posixpath.normpath(candidate)).st_mode
+            except OSError:
+                continue
+            if stat.S_ISREG(mode) or stat.S_ISLNK(mode):
+                return True
+            break  # a dir or a whiteout: it hides the layers below
+    # Else the path may run through symlinked dirs (/bin -> usr/bin): resolve
+    # it as the container will see it.
+    stack = LayerStack([Path(p) for p in dirs])
+    for candidate in candidates:
         try:
             real = stack.lookup(stack.resolve(candidate))
         except StorageError:
