@@ -1178,7 +1178,12 @@ class ContainerCollection:
                     pass  # it ended between the timeout and the kill
                 c.wait(timeout=30)
                 raise
-            result = ExecResult(code if code is not None else -1, c.logs(stderr=False), c.logs(stdout=False))
+            entries = c.log_entries()  # the log, read once for both streams
+            result = ExecResult(
+                code if code is not None else -1,
+                b"".join(e.data for e in entries if e.stream == "stdout"),
+                b"".join(e.data for e in entries if e.stream == "stderr"),
+            )
             command = c._meta()["command"]
         finally:
             if remove:
