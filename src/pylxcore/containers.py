@@ -385,8 +385,7 @@ class Container:
         LXCError (liblxc failed, or the program is not in the container)."""
         with self._collection._lock(self.name):
             self._expect("start", ContainerState.CREATED, ContainerState.EXITED)
-            meta = self._meta()
-            self._collection._launch(self.name, meta["command"], auto_remove=False)
+            self._collection._launch(self.name, self._meta(), auto_remove=False)
         return self.reload()
 
     def _pids(self) -> tuple[int | None, int | None]:
@@ -1154,10 +1153,9 @@ class ContainerCollection:
                 labels=labels,
                 userns=userns,
             )
+            meta = c._meta()
             try:
-                self._launch(
-                    c.name, c._meta()["command"], auto_remove=detach and remove, foreground=not detach
-                )
+                self._launch(c.name, meta, auto_remove=detach and remove, foreground=not detach)
             except BaseException:
                 self._delete(c.name, locked=True, running_ok=True)
                 raise
@@ -1184,7 +1182,7 @@ class ContainerCollection:
                 b"".join(e.data for e in entries if e.stream == "stdout"),
                 b"".join(e.data for e in entries if e.stream == "stderr"),
             )
-            command = c._meta()["command"]
+            command = meta["command"]
         finally:
             if remove:
                 c.remove(force=True)
@@ -1201,8 +1199,10 @@ class ContainerCollection:
 
     # -- internals -------------------------------------------------------------
 
-    def _launch(self, name: str, argv: Sequence[str], *, auto_remove: bool, foreground: bool = False) -> None:
-        """Start the container's supervisor. ``foreground`` (a run that the
+    def _launch(
+        self, name: str, meta: dict[str, Any], *, auto_remove: bool, foreground: bool = False
+    ) -> None:
+        """Start the supervisor of container ``name`` (``meta``: its record). ``foreground`` (a run that the
         caller waits for) forks this process instead of starting a new Python:
         fork is ~1 ms, an interpreter ~15 ms. A detached container's supervisor
         is forked by the store's zygote (see _shim), so it holds nothing of the
@@ -1216,7 +1216,7 @@ class ContainerCollection:
             oom = os.path.join(memory[1], self._cgroup_dir(name), counter)
         # liblxc's init reports a program it cannot exec only as exit code
         # 255; say what is wrong instead, before anything starts (as Docker does).
-        meta = read_json(d / "meta.json")
+        argv = meta["command"]
         if not _executable_found(meta, d / "upper", self._store):
             where = "no such file in the container" if "/" in argv[0] else "not found in $PATH"
             raise LXCError(

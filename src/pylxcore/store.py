@@ -105,6 +105,12 @@ def rmtree(path: Path) -> None:
     shutil.rmtree(path, onerror=onerror)
 
 
+def _still_at(fd: int, path: Path) -> bool:
+    """Whether the open file ``fd`` is still the one at ``path`` (raises
+    FileNotFoundError when nothing is): a lock file may be deleted by its holder."""
+    return os.fstat(fd).st_ino == os.stat(path).st_ino
+
+
 def owner_tag() -> str:
     """"PID-STARTTIME" of this process: names temporary files and dirs so that
     ``Engine.check()`` can tell the leftovers of a dead process from the work in
@@ -202,7 +208,7 @@ class Store:
                 fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
                 # Its holder may have deleted the file (drop_lock) while we
                 # waited: a lock on a deleted file locks nothing, so retry.
-                if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                if _still_at(fd, path):
                     break
             except FileNotFoundError:
                 pass
@@ -233,7 +239,7 @@ class Store:
                 continue
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                if os.fstat(fd).st_ino == os.stat(path).st_ino and not in_use(name[len(prefix) :]):
+                if _still_at(fd, path) and not in_use(name[len(prefix) :]):
                     path.unlink()
             except (BlockingIOError, FileNotFoundError):
                 pass
