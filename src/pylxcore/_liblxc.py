@@ -9,7 +9,6 @@ that ``import pylxcore`` stays cheap.
 from __future__ import annotations
 
 import os
-import shutil
 from typing import Any, Mapping, Sequence
 
 from .errors import LXCError
@@ -37,6 +36,8 @@ def _module() -> Any:
 
 def tool(name: str) -> str:
     """The path of an ``lxc-*`` tool, or LXCError when liblxc's tools are missing."""
+    import shutil  # noqa: PLC0415  (deferred: 3 ms of every import pylxcore)
+
     path = shutil.which(name)
     if path is None:
         raise LXCError(f"{name} was not found: install the OS package 'lxc'", operation=name)

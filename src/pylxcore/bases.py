@@ -8,10 +8,8 @@ other image's layers as they are.
 from __future__ import annotations
 
 import glob
-import hashlib
 import os
 import re
-import shutil
 import stat
 from pathlib import Path
 from typing import Callable
@@ -40,6 +38,8 @@ def _file_sha256(path: str) -> str:
 
 
 def _hash_file(path: str) -> str:
+    import hashlib  # noqa: PLC0415  (deferred: 4 ms of every import pylxcore)
+
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -49,6 +49,8 @@ def _hash_file(path: str) -> str:
 
 def tree_digest(root: Path) -> str:
     """A digest of a tree's names, types, modes, owners, link targets and bytes."""
+    import hashlib  # noqa: PLC0415  (deferred: 4 ms of every import pylxcore)
+
     h = hashlib.sha256()
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
@@ -166,6 +168,8 @@ def materialize(base: str, dest: Path, log: Log) -> None:
     elif kind == "dir":
         _run(["cp", "-a", "--reflink=auto", f"{arg}/.", str(dest)], f"copy of {arg}", log)
     elif kind == "tar":
+        import shutil  # noqa: PLC0415  (deferred: 3 ms of every import pylxcore)
+
         if arg.endswith(".zst") and shutil.which("zstd") is None:
             raise BuildError(f"base {base!r} needs the zstd tool (apt-get install zstd)")
         # GNU tar recognizes the compression from the archive's first bytes.
@@ -216,6 +220,8 @@ def _busybox(dest: Path) -> None:
     (dest / "tmp").mkdir(mode=0o1777)
     os.chmod(dest / "tmp", 0o1777)
     os.chmod(dest / "root", 0o700)
+    import shutil  # noqa: PLC0415  (deferred: 3 ms of every import pylxcore)
+
     shutil.copy2(src, dest / "bin" / "busybox")
     listing = subprocess.run([src, "--list-full"], capture_output=True, text=True, check=True).stdout.split()
     for rel in listing:
@@ -230,6 +236,7 @@ def _busybox(dest: Path) -> None:
 
 
 def _debootstrap(suite: str, dest: Path, log: Log) -> None:
+    import shutil  # noqa: PLC0415  (deferred: 3 ms of every import pylxcore)
     import subprocess  # noqa: PLC0415  (deferred: a tenth of import pylxcore)
 
     if shutil.which("debootstrap") is None:

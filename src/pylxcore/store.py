@@ -22,11 +22,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import hashlib
 import json
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -43,6 +40,8 @@ _LAYOUT_VERSION = 1
 def sha256_hex(data: bytes | str) -> str:
     if isinstance(data, str):
         data = data.encode()
+    import hashlib  # noqa: PLC0415  (deferred: 4 ms of every import pylxcore)
+
     return hashlib.sha256(data).hexdigest()
 
 
@@ -102,6 +101,8 @@ def rmtree(path: Path) -> None:
         except FileNotFoundError:
             pass
 
+    import shutil  # noqa: PLC0415  (deferred: 3 ms of every import pylxcore)
+
     shutil.rmtree(path, onerror=onerror)
 
 
@@ -148,6 +149,8 @@ def atomic_write(path: Path, data: str) -> None:
 
 def _atomic_write(path: Path, data: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
+    import tempfile  # noqa: PLC0415  (deferred: 2 ms of every import pylxcore)
+
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".tmp-{owner_tag()}-")
     try:
         with os.fdopen(fd, "w") as fh:
@@ -250,6 +253,8 @@ class Store:
 
     def staging_dir(self, prefix: str) -> Path:
         """A fresh private dir under tmp/; the caller commits it or removes it."""
+        import tempfile  # noqa: PLC0415  (deferred: 2 ms of every import pylxcore)
+
         return Path(tempfile.mkdtemp(prefix=f"{prefix}-{owner_tag()}-", dir=self.tmp_dir))
 
     # -- layers --------------------------------------------------------------
