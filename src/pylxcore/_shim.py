@@ -684,11 +684,12 @@ def become_supervisor(ctrdir: str, ready_w: int) -> NoReturn:
 
 # -- the zygote ------------------------------------------------------------------
 #
-# A fresh interpreter per detached container costs ~15 ms and ~2.5 MB that
-# no other process shares. The zygote is one interpreter per store root that
-# forks the supervisors instead: they share its pages (copy-on-write), so each
-# costs ~0.7 MB, and a start skips the interpreter's start-up. It is started
-# on demand by the first detached start, listens on a socket in ROOT/bin
+# A fresh interpreter per container costs ~15 ms and ~2.5 MB that no other
+# process shares; a fork of the caller costs in proportion to the caller's
+# memory, and is unsafe in a caller that runs threads. The zygote is one small
+# interpreter per store root that forks the supervisors instead: they share
+# its pages (copy-on-write), so each costs ~0.7 MB, and a start skips the
+# interpreter's start-up. It is started on demand, listens on a socket in ROOT/bin
 # (mode 0600, and it serves only its own uid), and exits once idle for
 # ZYGOTE_IDLE seconds or when asked to (Engine.close()). Supervisors never
 # depend on it: it may exit or die at any time without harm to them.
@@ -773,6 +774,9 @@ def zygote(sock_path: str, containers_dir: str) -> int:
     os.close(ready_r)
     _detach()
     os.chdir("/")
+    # Nothing its starter left open stays open for the zygote's lifetime.
+    os.closerange(3, ready_w)
+    os.closerange(ready_w + 1, 1 << 20)
     try:
         lock = os.open(sock_path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
