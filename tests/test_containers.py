@@ -457,8 +457,10 @@ def test_stop_escalates_to_sigkill_for_a_process_that_ignores_sigterm(engine: En
 
     # A process that handles TERM stops at once with its own code.
     c2 = engine.containers.run(
-        busybox, ["sh", "-c", 'trap "exit 0" TERM; while true; do sleep 0.1; done'], detach=True
+        busybox, ["sh", "-c", 'trap "exit 0" TERM; echo ready; while true; do sleep 0.1; done'], detach=True
     )
+    # Its trap must be set before the signal comes (run() returns once the process exists).
+    until(lambda: c2.logs() == b"ready\n", what="ready")
     t0 = time.monotonic()
     assert c2.stop(timeout=30) == 0
     assert time.monotonic() - t0 < 15  # did not wait for the whole grace period

@@ -1208,10 +1208,10 @@ class ContainerCollection:
         """Start the supervisor of container ``name`` (``meta``: its record).
 
         The store's zygote (see _shim) forks it: a fork of that small process
-        holds nothing of the caller's memory and shares the zygote's, and it
-        is ~5 ms quicker than a fork of the caller (whose every page the fork
-        and its exit must map, copy on write and unmap; a notebook's kernel
-        has hundreds of MB and threads). Where no zygote can serve, a
+        holds nothing of the caller's memory and shares the zygote's, and a
+        run is ~7 ms quicker than with a fork of the caller (whose pages the
+        fork and its exit must map, write-protect and unmap; a notebook's
+        kernel has hundreds of MB, and threads). Where no zygote can serve, a
         ``foreground`` run (one the caller waits for) forks the caller, which
         is ~15 ms quicker than a fresh interpreter, the detached one's fallback."""
         d = self._dir(name)
