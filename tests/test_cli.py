@@ -607,6 +607,27 @@ def test_an_unexpected_error_is_one_line_too(
     assert capsys.readouterr().err == "pylxcore: error: RuntimeError: boom (--debug shows the traceback)\n"
 
 
+def test_ctrl_c_reaches_the_cli_whichever_of_its_threads_gets_it(engine: Engine, busybox: str) -> None:
+    # run follows the logs on two threads; a process-directed SIGINT may be
+    # handed to one of them, and the main thread must still see it. kill() of
+    # a thread's own id hands the signal to that thread first.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pylxcore", "--root", str(engine.root), "run", "--rm", "--name", "kt", IMG,
+         "sh", "-c", "trap 'exit 9' INT; echo started; while true; do sleep 0.1; done"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == b"started\n"
+    others = [int(tid) for tid in os.listdir(f"/proc/{proc.pid}/task") if int(tid) != proc.pid]
+    assert others, "the log threads"
+    time.sleep(0.3)  # for the main thread to be waiting for them (not a timing assertion)
+    os.kill(others[0], signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and b"Traceback" not in err
+    assert not engine.containers.exists("kt")
+
+
 def test_keyboard_interrupt_exits_130(
     engine: Engine, busybox: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

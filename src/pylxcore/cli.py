@@ -243,7 +243,11 @@ def follow_logs(container: Container, *, tail: int | None = None, timestamps: bo
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join()
+        # With a timeout: a Ctrl-C that the kernel hands to one of the pump
+        # threads would not wake a join() without one, and only the main
+        # thread raises KeyboardInterrupt; it does so at its next wake-up.
+        while thread.is_alive():
+            thread.join(0.1)
     if failures:
         raise failures[0]
 
