@@ -211,6 +211,7 @@ _GROUP = "root:x:0:\nnogroup:x:65534:\n"
 
 
 def _busybox(dest: Path) -> None:
+    import shutil  # noqa: PLC0415  (deferred: 3 ms of every import pylxcore)
     import subprocess  # noqa: PLC0415  (deferred: a tenth of import pylxcore)
 
     src = busybox_path()
@@ -220,8 +221,6 @@ def _busybox(dest: Path) -> None:
     (dest / "tmp").mkdir(mode=0o1777)
     os.chmod(dest / "tmp", 0o1777)
     os.chmod(dest / "root", 0o700)
-    import shutil  # noqa: PLC0415  (deferred: 3 ms of every import pylxcore)
-
     shutil.copy2(src, dest / "bin" / "busybox")
     listing = subprocess.run([src, "--list-full"], capture_output=True, text=True, check=True).stdout.split()
     for rel in listing:

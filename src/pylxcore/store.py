@@ -38,10 +38,10 @@ _LAYOUT_VERSION = 1
 
 
 def sha256_hex(data: bytes | str) -> str:
-    if isinstance(data, str):
-        data = data.encode()
     import hashlib  # noqa: PLC0415  (deferred: 4 ms of every import pylxcore)
 
+    if isinstance(data, str):
+        data = data.encode()
     return hashlib.sha256(data).hexdigest()
 
 
@@ -148,9 +148,9 @@ def atomic_write(path: Path, data: str) -> None:
 
 
 def _atomic_write(path: Path, data: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     import tempfile  # noqa: PLC0415  (deferred: 2 ms of every import pylxcore)
 
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".tmp-{owner_tag()}-")
     try:
         with os.fdopen(fd, "w") as fh:
