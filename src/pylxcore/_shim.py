@@ -189,7 +189,8 @@ def _end_container(init_fd: int | None) -> None:
 
 
 class _Process:
-    """lxc-execute, started with posix_spawn (subprocess costs ~10 ms to import)."""
+    """A program (lxc-execute; the supervisor itself for containers.py), started
+    with posix_spawn: subprocess costs ~10 ms to import."""
 
     def __init__(self, argv: list[str], stdin: int, stdout: int, stderr: int) -> None:
         actions = [

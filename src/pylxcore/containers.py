@@ -1274,12 +1274,7 @@ class ContainerCollection:
         try:
             devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
             try:
-                actions = [
-                    (os.POSIX_SPAWN_DUP2, devnull, 0),
-                    (os.POSIX_SPAWN_DUP2, devnull, 1),
-                    (os.POSIX_SPAWN_DUP2, err_w, 2),
-                ]
-                pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=actions)
+                proc = _shim._Process(argv, devnull, devnull, err_w)
             finally:
                 os.close(devnull)
         except BaseException:
@@ -1293,8 +1288,8 @@ class ContainerCollection:
                 chunks.append(chunk)
         finally:
             os.close(err_r)
-            _, status = os.waitpid(pid, 0)
-        return os.waitstatus_to_exitcode(status), b"".join(chunks)
+            code = proc.wait()
+        return code, b"".join(chunks)
 
     def _zygote_socket(self) -> str | None:
         """The path of this store's zygote socket (None where it would not fit
