@@ -1,5 +1,5 @@
-"""The zygote: one process per store root forks the supervisors of detached
-containers. Containers never depend on it; it serves only its own store and
+"""The zygote: one process per store root forks the containers' supervisors.
+Containers never depend on it; it serves only its own store and
 user, and it goes away by itself."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pylxcore import Engine
+from pylxcore import Engine, Image
 from pylxcore._shim import ZYGOTE_IDLE
-from tests.conftest import until
+from tests.conftest import _our_cgroups, _our_mounts, require_lxc, until
 
 SLEEPER = ["sleep", "3600"]
 
@@ -111,3 +111,28 @@ def test_the_zygote_starts_only_containers_of_its_own_store(
             reply = b"".join(iter(lambda s=sock: s.recv(4096), b""))  # type: ignore[misc]
         assert reply == b"error: not a container of this store", request
     assert not (tmp_path / "pwned").exists()
+
+
+def test_a_root_too_long_for_a_socket_address_runs_without_a_zygote(tmp_path: Path) -> None:
+    # A socket path holds at most 107 bytes: under such a root, a run() that
+    # waits forks the caller for its supervisor, a detached one starts a
+    # fresh interpreter for it, and no zygote is started.
+    require_lxc()
+    root = tmp_path / ("a-root-whose-path-is-too-long-for-a-unix-socket-address-" * 2)
+    engine = Engine(root)
+    try:
+        assert engine.containers._zygote_socket() is None
+        engine.images.build(Image("long/busybox:1"))
+        result = engine.containers.run("long/busybox:1", ["echo", "waited"], remove=True)
+        assert (result.exit_code, result.stdout) == (0, b"waited\n")
+        c = engine.containers.run("long/busybox:1", SLEEPER, detach=True)
+        assert b"--zygote" not in shim_argv(engine, c.name)  # a fresh supervisor program
+        assert c.exec(["echo", "in"]).stdout == b"in\n"
+        assert c.stop(timeout=10) == 143
+        c.remove()
+        assert zygotes(engine) == []
+    finally:
+        for left in engine.containers.list(all=True):
+            left.remove(force=True)
+        engine.close()
+    assert not _our_cgroups(engine.store.root_id) + _our_mounts(engine.root)
