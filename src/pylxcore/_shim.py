@@ -289,6 +289,7 @@ class _OomWatch:
 
 
 USERNS_ROOTFS = "/run/pylxcore/rootfs"
+_CLONE_NEWNS = 0x00020000
 
 
 def userns_rootfs(ctrdir: str) -> None:
@@ -311,9 +312,9 @@ def userns_rootfs(ctrdir: str) -> None:
             raise OSError(err, f"{what}: {os.strerror(err)}")
         return result
 
-    clone_newns, clone_newuser = 0x00020000, 0x10000000
+    clone_newuser = 0x10000000
     ms_rec, ms_private = 0x4000, 1 << 18
-    check(libc.unshare(clone_newns), "unshare(CLONE_NEWNS)")
+    check(libc.unshare(_CLONE_NEWNS), "unshare(CLONE_NEWNS)")
     check(libc.mount(None, b"/", None, ms_rec | ms_private, None), "mount --make-rprivate /")
 
     # A user namespace with the container's map: what the idmapped mounts use.
@@ -431,9 +432,8 @@ def _leave_mount_namespace(host_ns: int) -> None:
     """setns(2) back into the mount namespace ``host_ns`` (and close it)."""
     import ctypes  # noqa: PLC0415
 
-    clone_newns = 0x00020000
     try:
-        if ctypes.CDLL(None, use_errno=True).setns(host_ns, clone_newns) != 0:
+        if ctypes.CDLL(None, use_errno=True).setns(host_ns, _CLONE_NEWNS) != 0:
             raise OSError(ctypes.get_errno(), "setns(CLONE_NEWNS)")
     finally:
         os.close(host_ns)
@@ -631,9 +631,10 @@ def write_spec(ctrdir: str, auto_remove: bool, oom_path: str, argv: list[str]) -
     os.replace(tmp, os.path.join(ctrdir, "run.spec"))
 
 
-def _detach() -> None:
+def _detach(keep_fd: int) -> None:
     """Leave the caller's session and terminal: a Ctrl-C or hang-up there must
-    not reach a supervisor (or the container it runs)."""
+    not reach a supervisor (or the container it runs). Nothing inherited stays
+    open but ``keep_fd`` (a zygote's socket and its client's, the starter's files)."""
     os.setsid()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
@@ -641,6 +642,8 @@ def _detach() -> None:
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
     os.close(devnull)
+    os.closerange(3, keep_fd)
+    os.closerange(keep_fd + 1, 1 << 20)
 
 
 def launch(ctrdir: str) -> bytes:
@@ -663,11 +666,8 @@ def become_supervisor(ctrdir: str, ready_w: int) -> NoReturn:
     """Turn this (freshly forked) process into the supervisor of the container
     at ``ctrdir``: it reports b"ok" or an error on ``ready_w``, and exits when
     the container has."""
-    _detach()
+    _detach(ready_w)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    # Nothing else inherited stays open (a zygote's socket and its client's).
-    os.closerange(3, ready_w)
-    os.closerange(ready_w + 1, 1 << 20)
     try:
         auto_remove, oom_path, command = read_spec(ctrdir)
         code = supervise(ctrdir, auto_remove, oom_path, command, ready_w)
@@ -773,11 +773,8 @@ def zygote(sock_path: str, containers_dir: str) -> int:
         os.write(2, (msg or b"error: the zygote died before it listened") + b"\n")
         return 1
     os.close(ready_r)
-    _detach()
+    _detach(ready_w)
     os.chdir("/")
-    # Nothing its starter left open stays open for the zygote's lifetime.
-    os.closerange(3, ready_w)
-    os.closerange(ready_w + 1, 1 << 20)
     try:
         lock = os.open(sock_path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
