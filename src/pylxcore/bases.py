@@ -20,6 +20,16 @@ from .store import canonical_json, sha256_hex
 # Bumped when what a base produces changes, so old cached bases are not reused.
 _RECIPE = 1
 
+# xattrs a layer never takes from foreign data (a tar base, an imported image,
+# see oci.py): overlayfs's own, which would forge opaque dirs, redirects and
+# whiteouts in the store's layers, and those whose meaning is local to one
+# host's security policy.
+OVERLAY_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.")
+LOCAL_XATTRS = ("security.selinux",)
+# The same as GNU tar's --xattrs-exclude patterns (fnmatch; the names hold no
+# wildcard characters of their own).
+_DROPPED_XATTRS = [f"{prefix}*" for prefix in OVERLAY_XATTR_PREFIXES] + list(LOCAL_XATTRS)
+
 Log = Callable[[str], None]
 
 
@@ -151,7 +161,9 @@ def base_key(base: str) -> str:
     elif kind == "tar":
         if not os.path.isfile(arg):
             raise BuildError(f"base {base!r}: {arg} is not a file")
-        ident = {"base": "tar", "sha256": _file_sha256(arg)}
+        # The xattrs dropped shape the layer too: a base extracted before
+        # they were dropped (or under another list) is not reused.
+        ident = {"base": "tar", "sha256": _file_sha256(arg), "dropped_xattrs": _DROPPED_XATTRS}
     else:
         raise BuildError(f"unknown base {base!r}")
     ident["recipe"] = _RECIPE
@@ -173,6 +185,8 @@ def materialize(base: str, dest: Path, log: Log) -> None:
         if arg.endswith(".zst") and shutil.which("zstd") is None:
             raise BuildError(f"base {base!r} needs the zstd tool (apt-get install zstd)")
         # GNU tar recognizes the compression from the archive's first bytes.
+        # Every xattr but the dropped ones: GNU tar applies the excludes after
+        # the include, and never writes what they match.
         _run(
             [
                 "tar",
@@ -181,6 +195,7 @@ def materialize(base: str, dest: Path, log: Log) -> None:
                 "--numeric-owner",
                 "--xattrs",
                 "--xattrs-include=*",
+                *[f"--xattrs-exclude={pattern}" for pattern in _DROPPED_XATTRS],
                 "-f",
                 arg,
                 "-C",

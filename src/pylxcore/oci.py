@@ -39,6 +39,7 @@ import zlib
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Iterator
 
+from .bases import LOCAL_XATTRS, OVERLAY_XATTR_PREFIXES
 from .build import step_key
 from .errors import SpecError, StorageError
 from .lxcconfig import DEFAULT_PATH
@@ -68,11 +69,6 @@ ANNOTATION_IMAGE_ID = "io.pylxcore.image.id"
 WHITEOUT_PREFIX = ".wh."
 WHITEOUT_OPAQUE = ".wh..wh..opq"
 OPAQUE_XATTR = "trusted.overlay.opaque"
-
-# xattrs that describe overlayfs internals: never exported, never accepted from a tar.
-_OVERLAY_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.")
-# xattrs whose meaning is local to one host's security policy.
-_LOCAL_XATTRS = ("security.selinux",)
 
 _MAX_JSON = 16 << 20  # index, manifests and configs are small; refuse absurd ones
 _CHUNK = 1 << 20
@@ -133,7 +129,7 @@ def _xattr_headers(path: Path) -> dict[str, str]:
                 f"{path} uses overlayfs {name.rsplit('.', 1)[-1]}, which a layer tar cannot carry",
                 path=str(path),
             )
-        if name.startswith(_OVERLAY_XATTR_PREFIXES) or name in _LOCAL_XATTRS:
+        if name.startswith(OVERLAY_XATTR_PREFIXES) or name in LOCAL_XATTRS:
             continue
         try:
             value = os.getxattr(path, name, follow_symlinks=False)
@@ -939,7 +935,7 @@ def _apply_xattrs(target: Path, member: tarfile.TarInfo) -> None:
         if not key.startswith("SCHILY.xattr."):
             continue
         name = key[len("SCHILY.xattr.") :]
-        if name.startswith(_OVERLAY_XATTR_PREFIXES) or name in _LOCAL_XATTRS:
+        if name.startswith(OVERLAY_XATTR_PREFIXES) or name in LOCAL_XATTRS:
             continue
         try:
             os.setxattr(target, name, value.encode("utf-8", "surrogateescape"), follow_symlinks=False)

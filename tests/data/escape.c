@@ -3,10 +3,15 @@
  * harmless variants are used (nothing here can hurt the host if it succeeds:
  * the reboot call only toggles Ctrl-Alt-Del, the clock is set to its own
  * value, the module and kexec calls carry no payload). Built statically by
- * tests/test_escape.py and copied into a busybox image. */
+ * tests/test_escape.py and copied into a busybox image.
+ *
+ * The "*32" attempts make the same call through the i386 compat entry
+ * (int 0x80, which a 64-bit process may use): a filter written for the native
+ * ABI only would miss them. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/io_uring.h>
 #include <linux/reboot.h>
 #include <sched.h>
 #include <stdio.h>
@@ -27,6 +32,38 @@ static int report(const char *what, long rc) {
     }
     printf("ESCAPED %s\n", what);
     return 1;
+}
+
+/* Static, so in the low 4 GiB of this static (non-PIE) binary: int 0x80
+ * passes 32-bit pointers. */
+static struct io_uring_params ring_params;
+
+#ifdef __x86_64__
+/* A syscall through the i386 compat ABI; numbers from asm/unistd_32.h. */
+#define NR32_PERSONALITY 136
+#define NR32_IO_URING_SETUP 425
+static long syscall32(long nr, long a, long b) {
+    long rc;
+    __asm__ volatile("int $0x80" : "=a"(rc) : "a"(nr), "b"(a), "c"(b) : "memory", "r8", "r9", "r10", "r11");
+    if (rc < 0 && rc > -4096) {
+        errno = -rc;
+        return -1;
+    }
+    return rc;
+}
+#endif
+
+/* personality(value): Docker lets through only a few values (plain Linux,
+ * PER_LINUX32, UNAME26 and the query 0xffffffff); the rest turn off ASLR,
+ * make data executable, map page zero... Prints "ALLOWED" or "BLOCKED <errno>". */
+static int try_personality(const char *abi, long rc) {
+    if (rc < 0) {
+        printf("BLOCKED personality%s %s\n", abi, strerrorname_np(errno) ? strerrorname_np(errno) : "?");
+        return 0;
+    }
+    syscall(SYS_personality, 0); /* back to plain Linux (if it was allowed at all) */
+    printf("ALLOWED personality%s\n", abi);
+    return 0;
 }
 
 static int write_file(const char *path, const char *data) {
@@ -92,5 +129,29 @@ int main(int argc, char **argv) {
         return report("cgroup_limit", write_file("/sys/fs/cgroup/memory/memory.limit_in_bytes", "-1"));
     if (!strcmp(t, "userns")) return report("userns", unshare(CLONE_NEWUSER));
     if (!strcmp(t, "bpf")) return report("bpf", syscall(SYS_bpf, 0, NULL, 0));
+    if (!strcmp(t, "io_uring")) {
+        /* A ring of one entry is all it takes to reach io_uring's large and
+         * often-exploited kernel surface. enter and register are asked with a
+         * bad fd: EBADF would mean the call reached the kernel unfiltered. */
+        if (syscall(SYS_io_uring_setup, 1, &ring_params) >= 0) return report("io_uring_setup", 0);
+        if (errno != EPERM) return report("io_uring_setup", -1);
+        if (syscall(SYS_io_uring_enter, -1, 0, 0, 0, NULL, 0) == 0 || errno != EPERM) {
+            printf("ESCAPED io_uring_enter reached the kernel (%s)\n", strerrorname_np(errno));
+            return 1;
+        }
+        if (syscall(SYS_io_uring_register, -1, 0, NULL, 0) == 0 || errno != EPERM) {
+            printf("ESCAPED io_uring_register reached the kernel (%s)\n", strerrorname_np(errno));
+            return 1;
+        }
+        return report("io_uring", -1);
+    }
+    if (!strcmp(t, "personality")) /* argv[2]: the persona, e.g. 0x0040000 */
+        return try_personality("", syscall(SYS_personality, strtoul(argv[2], NULL, 0)));
+#ifdef __x86_64__
+    if (!strcmp(t, "io_uring32"))
+        return report("io_uring32", syscall32(NR32_IO_URING_SETUP, 1, (long)&ring_params));
+    if (!strcmp(t, "personality32"))
+        return try_personality("32", syscall32(NR32_PERSONALITY, (long)strtoul(argv[2], NULL, 0), 0));
+#endif
     return 2;
 }
