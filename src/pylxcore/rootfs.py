@@ -138,3 +138,51 @@ class LayerStack:
                 continue
             resolved.append(comp)
         return posixpath.join("/", *resolved)
+
+
+
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def make_dir(dir_fd: int, name: str, uid: int, gid: int, perms: int) -> int:
+    """Create the directory ``name`` in ``dir_fd``; return its fd (O_NOFOLLOW: the one just made)."""
+    os.mkdir(name, 0o700, dir_fd=dir_fd)
+    fd = os.open(name, DIR_FLAGS, dir_fd=dir_fd)
+    try:
+        os.fchown(fd, uid, gid)
+        os.fchmod(fd, perms)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def open_dirs(top: Path, stack: LayerStack, path: str, *, shift: tuple[int, int] = (0, 0)) -> int:
+    """Open ``path`` (resolved, absolute) as a directory in the layer ``top``
+    above ``stack`` and return its fd. Missing directories are created with
+    the owner and mode the lower layers already give them, so that the new
+    layer does not change them (e.g. /tmp stays 1777); ``shift`` is added to
+    owners (a ``userns`` container's writable layer holds host ids). Each
+    component is opened relative to its parent with O_NOFOLLOW: nothing is
+    ever written outside ``top``. Raises OSError (e.g. NotADirectoryError)."""
+    fd = os.open(top, DIR_FLAGS)
+    parts = [p for p in path.split("/") if p]
+    try:
+        for i, comp in enumerate(parts):
+            try:
+                child = os.open(comp, DIR_FLAGS, dir_fd=fd)
+            except FileNotFoundError:
+                uid, gid, perms = 0, 0, 0o755
+                lower = stack.lookup("/" + "/".join(parts[: i + 1]))
+                if lower is not None:
+                    st = os.lstat(lower)
+                    if stat.S_ISDIR(st.st_mode):
+                        uid, gid, perms = st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)
+                child = make_dir(fd, comp, uid + shift[0], gid + shift[1], perms)
+            os.close(fd)
+            fd = child
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
