@@ -72,7 +72,7 @@ def write_json_atomic(path: str, obj: dict[str, object], *, durable: bool = True
     ``durable``, also on disk before the rename (fsync)."""
     tmp = f"{path}.{os.getpid()}.tmp"
     text = "{" + ", ".join(f'"{k}": {_json(v)}' for k, v in obj.items()) + "}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
         os.write(fd, text.encode())
         if durable:
@@ -396,11 +396,13 @@ def userns_rootfs(ctrdir: str) -> None:
         os.fchdir(cwd)
         os.close(cwd)
     # liblxc wants the container's root to be able to enter the lxcpath (the
-    # store's containers/). When a dir on the way is closed to others (a 0700
-    # home, pytest's tmp), rebuild it in this mount namespace: a tmpfs over the
-    # closed dir, and in it, at their own paths, the real containers/ and
-    # whatever else liblxc reads from under it (the seccomp profile, the
-    # sources of bind mounts). The host's dirs keep their modes.
+    # store's containers/). When a dir on the way is closed to others (the
+    # store's own dirs are root's alone, 0700; a 0700 home, pytest's tmp),
+    # rebuild it in this mount namespace: a tmpfs over the closed dir, and in
+    # it, at their own paths, this container's dir (not the real containers/,
+    # which stays closed: its stand-in on the tmpfs is open) and whatever else
+    # liblxc reads from under it (the seccomp profile, the sources of bind
+    # mounts). The host's dirs keep their modes.
     lxcpath = os.path.dirname(os.path.abspath(ctrdir))
     parts = lxcpath.strip("/").split("/")
     ancestors = ["/" + "/".join(parts[:i]) for i in range(1, len(parts) + 1)]
@@ -409,7 +411,7 @@ def userns_rootfs(ctrdir: str) -> None:
         return
     clones: list[tuple[str, bool, int]] = []
     try:
-        for path in [lxcpath, *keep]:
+        for path in [os.path.abspath(ctrdir), *keep]:
             if path == closed or path.startswith(closed + "/"):
                 flags = open_tree_clone | 0x8000 | os.O_CLOEXEC  # AT_RECURSIVE
                 fd = check(libc.syscall(sys_open_tree, -100, path.encode(), flags), f"open_tree {path}")

@@ -1060,7 +1060,7 @@ class ContainerCollection:
             if not all(self._store.has_layer(k) for k in layers):
                 raise ImageNotFound(f"image {image!r} was removed meanwhile", name=image)
             try:
-                d.mkdir()
+                d.mkdir(mode=0o700)  # the umask can only narrow it
             except FileExistsError:
                 raise Conflict(f"a container named {name!r} already exists", name=name) from None
             try:

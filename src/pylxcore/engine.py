@@ -8,8 +8,9 @@ from pathlib import Path
 
 import attrs
 
+from ._liblxc import available
 from .containers import ContainerCollection
-from .errors import ContainerNotFound, InvalidState
+from .errors import ContainerNotFound, InvalidState, LXCError
 from .fsck import CheckReport, check
 from .images import ImageCollection
 from .store import Store
@@ -32,10 +33,18 @@ class Engine:
     else /var/lib/pylxcore. Engines with different roots never see each other.
     ``userns=True`` makes user-namespaced containers the default (see create()).
 
-    Raises StorageError when the root cannot be created.
+    Raises LXCError when not run as root (pylxcore needs root), StorageError
+    when the root cannot be created.
     """
 
     def __init__(self, root: str | os.PathLike[str] | None = None, *, userns: bool = False) -> None:
+        # Said before the store is touched: a non-root caller would only meet
+        # "Permission denied" at its root (0700, root's alone), or make a store
+        # of its own that no container could run from. (available() is asked
+        # only then: for root it would import lxc, which Engine() defers.)
+        why = available() if os.geteuid() != 0 else None
+        if why is not None:
+            raise LXCError(why, operation="engine")
         if root is None:
             root = os.environ.get("PYLXCORE_ROOT") or DEFAULT_ROOT
         if not isinstance(userns, bool):
@@ -87,8 +96,9 @@ class Engine:
     def check(self, *, repair: bool = True) -> CheckReport:
         """Check the store and (by default) repair what a killed process left
         half-done: staging dirs and temp files of dead processes, orphaned build
-        containers, containers whose supervisor died, leftover cgroups. Work of
-        live processes is left alone. Returns what was repaired and what is
+        containers, containers whose supervisor died, leftover cgroups; and
+        it closes a root an older pylxcore left open to other host users. Work
+        of live processes is left alone. Returns what was repaired and what is
         still wrong (``report.consistent``). Raises StorageError."""
         return check(self, repair=repair)
 

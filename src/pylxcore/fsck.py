@@ -6,6 +6,9 @@ staging dirs and temp files of dead processes, build containers whose builder
 died, a container whose supervisor was killed, empty cgroups. This module
 finds those and removes them. Work in progress of live processes is told
 apart by the owner tag (pid and start time) in every temporary name.
+
+It also closes a root that an older pylxcore left open to other host users
+(dirs 0755, records 0644) the way a new root is made (see store.py).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import _signal as signal  # the C module: "signal" builds its enums at import (~
 import contextlib
 import fcntl
 import os
+import stat
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -98,6 +102,18 @@ def _lock_free(path: Path) -> bool:
         os.close(fd)
 
 
+def _walls(store: Store) -> list[Path]:
+    """What keeps other host users out of the store: the root, everything at
+    its top, the image records, and each layer's dir and record. Never what is
+    inside a layer's tree: those modes are the image's, and the dirs above
+    them are the walls. (The containers' own dirs are containers.py's to make.)"""
+    paths = [store.root, *store.root.iterdir(), *store.images_dir.glob("*.json")]
+    for d in store.layers_dir.iterdir():
+        if (d / "meta.json").exists():  # (else an incomplete layer: removed below)
+            paths += [d, d / "meta.json"]
+    return paths
+
+
 def check(engine: Engine, *, repair: bool = True) -> CheckReport:
     store = engine.store
     repaired: list[str] = []
@@ -110,6 +126,30 @@ def check(engine: Engine, *, repair: bool = True) -> CheckReport:
             problems.append(what)
 
     with store.lock("gc"):
+        # -- walls: nobody but root may enter the store (SPEC.md section 7) -----
+        for path in _walls(store):
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                continue  # removed meanwhile
+            mode = stat.S_IMODE(st.st_mode)
+            if stat.S_ISLNK(st.st_mode) or (st.st_uid == 0 and not mode & 0o077):
+                continue
+            # Root's alone: its owner may always chmod it open again.
+            changes = [f"owner uid {st.st_uid} -> 0"] if st.st_uid != 0 else []
+            if mode & 0o077:
+                changes.append(f"mode {mode:04o} -> {mode & 0o700:04o}")
+            name = "the store root" if path == store.root else str(path.relative_to(store.root))
+            if repair:
+                try:
+                    if st.st_uid != 0:
+                        os.lchown(path, 0, 0)
+                    os.chmod(path, mode & 0o700)
+                except OSError as err:
+                    problems.append(f"cannot close {name} to other host users: {err}")
+                    continue
+            fix(f"closed {name} to other host users ({', '.join(changes)})")
+
         # -- build containers and staging dirs of dead processes ---------------
         def orphaned_builds() -> list[int]:
             return [

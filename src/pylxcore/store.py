@@ -11,10 +11,20 @@ Layout under the engine root::
     containers/<name>/     each container's lxcpath entry (see containers.py)
     tmp/                   staging for anything that is not committed yet
     locks/                 flock files
+    bin/                   the compiled supervisor and its zygote's socket
+    cache/                 shortcuts of the command line (build stamps)
 
 Every commit is a rename from tmp/ into place, so a reader sees either the old
 state or the new one. Locks are flock(2): the kernel drops them when the
 holder dies, so a killed process never leaves a lock that blocks forever.
+
+Nobody but root may enter the store (SPEC.md section 7): configs hold env
+secrets, and a container's root can plant a setuid-root binary in its own
+writable layer, which any host user could run if they could reach it. So the
+root and every dir at its top are 0700 (``PRIVATE_DIR``) whatever the
+caller's umask, and the records the store writes are 0600 (``PRIVATE_FILE``)
+as a second wall. The trees of layers keep the modes their image gave them:
+the walls are the dirs above them. ``Engine.check()`` tightens older roots.
 """
 
 from __future__ import annotations
@@ -35,6 +45,10 @@ from .errors import StorageError
 
 SHORT_ID_LEN = 12
 _LAYOUT_VERSION = 1
+PRIVATE_DIR = 0o700  # the store's dirs: root's alone (see the module's doc)
+PRIVATE_FILE = 0o600  # the records it writes
+# The dirs at the top of every root (Engine.check() tightens whatever else is there too).
+TOP_DIRS = ("layers", "l", "images", "containers", "tmp", "locks", "bin", "cache")
 
 
 def sha256_hex(data: bytes | str) -> str:
@@ -152,6 +166,8 @@ def _atomic_write(path: Path, data: str) -> None:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".tmp-{owner_tag()}-")
+    # mkstemp makes the file 0600 whatever the umask, and os.replace gives the
+    # path that file: a record is root's alone from its first byte.
     try:
         with os.fdopen(fd, "w") as fh:
             fh.write(data)
@@ -162,6 +178,33 @@ def _atomic_write(path: Path, data: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def make_private_dir(path: Path) -> None:
+    """Create dir ``path`` 0700 unless it exists (then it is left as it is).
+    mkdir's mode is masked by the umask, so it can only come out tighter than
+    asked, never looser: chmod then makes it exactly 0700."""
+    try:
+        os.mkdir(path, PRIVATE_DIR)
+    except FileExistsError:
+        if not path.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(path)) from None
+        return
+    os.chmod(path, PRIVATE_DIR)
+
+
+def _make_parents(path: Path) -> None:
+    """Create the missing dirs above a new store root, 0755 at most: under a
+    umask of 0 they would be world-writable, and whoever may write a root's
+    parent may swap the root for one of their own."""
+    missing = []
+    parent = path.parent
+    while not os.path.lexists(parent):
+        missing.append(parent)
+        parent = parent.parent
+    for d in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(d, 0o755)
 
 
 def read_json(path: Path) -> Any:
@@ -182,15 +225,10 @@ class Store:
         self.locks_dir = self.root / "locks"
         self.refs_path = self.root / "refs.json"
         try:
-            for d in (
-                self.layers_dir,
-                self.links_dir,
-                self.images_dir,
-                self.containers_dir,
-                self.tmp_dir,
-                self.locks_dir,
-            ):
-                d.mkdir(parents=True, exist_ok=True)
+            _make_parents(self.root)
+            make_private_dir(self.root)
+            for name in TOP_DIRS:
+                make_private_dir(self.root / name)
         except OSError as err:
             raise StorageError(
                 f"cannot create the store at {self.root}: {err.strerror}", path=str(self.root)
@@ -252,7 +290,9 @@ class Store:
     # -- staging -------------------------------------------------------------
 
     def staging_dir(self, prefix: str) -> Path:
-        """A fresh private dir under tmp/; the caller commits it or removes it."""
+        """A fresh private dir under tmp/; the caller commits it or removes it.
+        mkdtemp makes it 0700 whatever the umask: a layer committed from it
+        (layers/<hex>/) keeps that mode."""
         import tempfile  # noqa: PLC0415  (deferred: 2 ms of every import pylxcore)
 
         return Path(tempfile.mkdtemp(prefix=f"{prefix}-{owner_tag()}-", dir=self.tmp_dir))
@@ -304,7 +344,9 @@ class Store:
                 "created": time.time(),
                 "short": short,
             }
-            with open(pending / "meta.json", "w") as fh:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+            fd = os.open(pending / "meta.json", flags, PRIVATE_FILE)
+            with os.fdopen(fd, "w") as fh:
                 json.dump(meta, fh)
             link = self.links_dir / short
             if not os.path.lexists(link):
