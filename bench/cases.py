@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from baselines import LXCTools, RawLXC, children, floor_argv, wait_for_file
+from docker import Docker, dockerfile
 from podman import Podman, containerfile
-from timing import Row, absolute, at_most, clocked, faster, info, medians
+from timing import Row, Sample, absolute, at_most, clocked, faster, info, medians
 
 from pylxcore import Container, Engine, Image, Layer
 
@@ -39,6 +40,7 @@ class Ctx:
     raw: RawLXC
     tools: LXCTools
     podman: Podman
+    docker: Docker  # started on first use: docker.ready()
     fast: int  # runs of cases that take milliseconds
     medium: int  # runs of podman's and whole-process cases
     slow: int  # runs of cases that take seconds (cold builds, fleets)
@@ -430,6 +432,165 @@ def case_stop(ctx: Ctx) -> list[Row]:
     ]
 
 
+# -- whole-process CLIs: pylxcore vs docker vs podman --------------------------------
+
+
+def _pylxcore_cli(ctx: Ctx) -> tuple[list[str], str]:
+    """What a user types: the ``pylxcore`` script beside this Python, else ``python -m pylxcore``;
+    and how the table names it."""
+    script = Path(sys.executable).parent / "pylxcore"
+    if script.exists():
+        return [str(script), "--root", str(ctx.engine.root)], "pylxcore"
+    return [sys.executable, "-m", "pylxcore", "--root", str(ctx.engine.root)], "python -m pylxcore"
+
+
+def _run_quiet(argv: list[str]) -> None:
+    proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                          check=False)
+    if proc.returncode != 0:
+        err = proc.stderr.decode(errors="replace").strip().splitlines()
+        raise RuntimeError(f"{argv[0]} exited {proc.returncode}: {err[-1] if err else ''}")
+
+
+@dataclass
+class Round:
+    """Round-robin medians of pylxcore ("px") and its peers; ``why`` says why a peer was not measured."""
+
+    m: dict[str, float]
+    why: dict[str, str]
+
+    @classmethod
+    def of(cls, px: Sample, peers: dict[str, Sample | str], runs: int) -> Round:
+        """``peers``: name → its Sample, or why it cannot be measured. A peer that fails
+        mid-way drops out (and says why) instead of ending the others' round-robin."""
+        why = {name: p for name, p in peers.items() if isinstance(p, str)}
+
+        def guarded(name: str, sample: Sample) -> Sample:
+            def run() -> float:
+                if name in why:
+                    return 0.0
+                try:
+                    return sample()
+                except RuntimeError as err:
+                    why[name] = str(err)
+                    return 0.0
+            return run
+
+        samples = {"px": px}
+        samples.update({name: guarded(name, p) for name, p in peers.items() if not isinstance(p, str)})
+        return cls(medians(samples, runs), why)
+
+    def faster(self, case: str, measure: str, label: str, peer: str, factor: float) -> Row:
+        """A "≥ factor× faster than the peer" row, or one saying why the peer was not measured."""
+        if peer in self.why:
+            return Row(case, measure, self.m["px"], "s", label, None, None, "", f"≥ {factor:g}× faster", None,
+                       note=f"{peer} not measured: {self.why[peer]}")
+        return faster(case, measure, self.m["px"], label, self.m[peer], factor)
+
+
+def _peer(why_not: str | None, make: Callable[[], Sample]) -> Sample | str:
+    """A peer's Sample from ``make`` (which may set things up first), or why it cannot be measured."""
+    if why_not:
+        return why_not
+    try:
+        return make()
+    except RuntimeError as err:
+        return f"its set-up step failed: {err}"
+
+
+def _docker(ctx: Ctx, make: Callable[[], Sample]) -> Sample | str:
+    """As ``_peer``; dockerd starts on the first call."""
+    return _peer(None if ctx.docker.ready() else ctx.docker.reason or "?", make)
+
+
+def case_cli_run_rm(ctx: Ctx) -> list[Row]:
+    cli, name = _pylxcore_cli(ctx)
+    px = [*cli, "run", "--rm", ctx.image, "true"]
+    r = Round.of(clocked(_run_quiet, px), {
+        "docker": _docker(ctx, lambda: clocked(ctx.docker.run_rm)),
+        "podman": _peer(ctx.podman.reason, lambda: clocked(ctx.podman.run_rm)),
+    }, ctx.medium)
+    what = f"CLI `{name} run --rm IMG true`, whole process"
+    return [
+        r.faster("cli_run_rm", what, "docker run --rm --network none IMG true", "docker", 2),
+        r.faster("cli_run_rm", what, "podman run --rm --network none IMG true", "podman", 2),
+    ]
+
+
+def case_cli_rebuild_cached(ctx: Ctx) -> list[Row]:
+    image = _image("pxbench/ten-cli:1", "cached")
+    yaml_dir = ctx.dir / "ten-cli"
+    yaml_dir.mkdir()
+    (yaml_dir / "image.yaml").write_text(image.to_yaml())
+    cli, name = _pylxcore_cli(ctx)
+    px = [*cli, "build", "-q", str(yaml_dir / "image.yaml")]
+    _run_quiet(px)  # the cold build, then a cached one, neither timed
+    _run_quiet(px)
+    if not all(step.cached for step in ctx.engine.images.build(image).layers):
+        raise RuntimeError("the rebuild of an unchanged image was not fully cached")
+
+    dctx = ctx.dir / "docker-ctx-cached"
+    dctx.mkdir()
+    (dctx / "Dockerfile").write_text(dockerfile(_layers("cached")))
+    pctx = _podman_context(ctx, "cli-cached")
+
+    def docker(buildkit: bool) -> Sample:
+        ctx.docker.build(dctx, "pxbench-ten", buildkit=buildkit)  # the cold build, not timed
+        return clocked(ctx.docker.build, dctx, "pxbench-ten", buildkit=buildkit)
+
+    def podman() -> Sample:
+        ctx.podman.build(pctx, "pxbench-ten-cli")  # the cold build, not timed
+        return clocked(ctx.podman.build, pctx, "pxbench-ten-cli")
+
+    r = Round.of(clocked(_run_quiet, px), {
+        "docker": _docker(ctx, lambda: docker(False)),
+        # Docker 20.10's CLI uses its legacy builder by default; BuildKit is one variable away.
+        "docker_buildkit": _docker(ctx, lambda: docker(True)),
+        "podman": _peer(ctx.podman.reason, podman),
+    }, ctx.medium)
+    what = f"CLI `{name} build` of an unchanged {COLD_LAYERS}-layer image, whole process"
+    return [
+        r.faster("cli_rebuild_cached", what, "docker build (20.10's default, legacy builder), all cached",
+                 "docker", 3),
+        r.faster("cli_rebuild_cached", what, "DOCKER_BUILDKIT=1 docker build, all cached",
+                 "docker_buildkit", 3),
+        r.faster("cli_rebuild_cached", what, "podman build, all cached", "podman", 3),
+    ]
+
+
+def case_cli_ps(ctx: Ctx) -> list[Row]:
+    cli, name = _pylxcore_cli(ctx)
+    px = [*cli, "ps"]
+    fleet: list[Container] = []
+    docker_fleet = False
+
+    def docker() -> Sample:
+        nonlocal docker_fleet
+        docker_fleet = True
+        for _ in range(FLEET_SIZE):
+            ctx.docker.start_idle()
+        return clocked(ctx.docker.ps)
+
+    try:
+        for _ in range(FLEET_SIZE):
+            fleet.append(ctx.engine.containers.run(ctx.image, IDLE, detach=True))
+        listed = subprocess.run([*px, "-q"], capture_output=True, text=True, check=True).stdout.split()
+        if len(listed) != FLEET_SIZE:
+            raise RuntimeError(f"pylxcore ps -q listed {len(listed)} containers, not {FLEET_SIZE}")
+        r = Round.of(clocked(_run_quiet, px), {"docker": _docker(ctx, docker)}, ctx.medium)
+    finally:
+        for c in fleet:
+            c.remove(force=True)
+        if docker_fleet:
+            ctx.docker.remove_containers()
+    what = f"CLI `{name} ps` with {FLEET_SIZE} running containers, whole process"
+    if "docker" in r.why:
+        why = f"docker not measured: {r.why['docker']}"
+        return [absolute("cli_ps", what, r.m["px"], "s", 0.060, note=why)]
+    return [absolute("cli_ps", what, r.m["px"], "s", 0.060, f"docker ps with {FLEET_SIZE} running",
+                     r.m["docker"])]
+
+
 CASES: dict[str, Callable[[Ctx], list[Row]]] = {
     "run_rm": case_run_rm,
     "exec": case_exec,
@@ -439,4 +600,7 @@ CASES: dict[str, Callable[[Ctx], list[Row]]] = {
     "fleet": case_fleet,
     "import": case_import,
     "stop": case_stop,
+    "cli_run_rm": case_cli_run_rm,
+    "cli_rebuild_cached": case_cli_rebuild_cached,
+    "cli_ps": case_cli_ps,
 }

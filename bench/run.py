@@ -5,7 +5,8 @@ prints a table of medians and ratios, and writes it with a description of the
 machine to ``bench/RESULTS.md`` (not when ``--only`` picks some cases, unless
 ``--output`` says where). Needs root and LXC. Everything it makes lives under
 a fresh ``/tmp/pxbench-*`` dir and is removed at the end: containers (ours,
-raw liblxc's and podman's), cgroups, mounts, podman's store.
+raw liblxc's, podman's and docker's), cgroups, mounts, podman's store, and the
+dockerd (with its containerd) the docker cases start, stopped by pid.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from baselines import LXCTools, RawLXC  # noqa: E402
 from cases import CASES, Ctx  # noqa: E402
+from docker import Docker  # noqa: E402
 from podman import Podman  # noqa: E402
 from timing import Row, table  # noqa: E402
 
@@ -73,6 +75,7 @@ def machine() -> dict[str, str]:
         "python": f"{platform.python_version()} ({sys.executable})",
         "podman": _version(["podman", "--version"]),
         "runc": _version(["runc", "--version"]),
+        "docker": _version(["dockerd", "--version"]),
         "load average at start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
     }
 
@@ -101,7 +104,10 @@ def setup(bench_dir: Path, fast: int, medium: int, slow: int) -> Ctx:
     podman.setup(rootfs)
     if podman.reason:
         say(f"  {podman.reason}")
-    return Ctx(bench_dir, engine, built.name, rootfs, raw, LXCTools(raw), podman, fast, medium, slow, say)
+    # Docker's daemon starts only when a case first asks for it (Docker.ready()).
+    docker = Docker(bench_dir, rootfs)
+    return Ctx(bench_dir, engine, built.name, rootfs, raw, LXCTools(raw), podman, docker, fast, medium, slow,
+               say)
 
 
 def _remove_cgroups(dirs: list[str]) -> list[str]:
@@ -138,6 +144,7 @@ def cleanup(ctx: Ctx | None, bench_dir: Path, cgroups_before: set[str]) -> list[
             ("pylxcore containers", lambda: _remove_containers(ctx)),
             ("raw liblxc containers", ctx.raw.destroy_all),
             ("podman", ctx.podman.cleanup),
+            ("docker", ctx.docker.cleanup),
         ]
     for what, step in steps:
         try:
@@ -231,6 +238,10 @@ def main(argv: list[str] | None = None) -> int:
         say("cleaning up")
         problems = cleanup(ctx, bench_dir, cgroups_before)
     notes += [f"cleanup: {p}" for p in problems]
+    if ctx is not None and ctx.docker.reason:
+        notes.append(f"docker: {ctx.docker.reason}")
+    elif ctx is not None and ctx.docker.version != "not started":
+        info["docker"] = ctx.docker.version
     info["load average at end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     seconds = time.perf_counter() - started
     text = render(rows, info, sys.argv[1:] if argv is None else argv, seconds, notes)
