@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,9 +21,9 @@ def count_containers(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
     started: list[list[str]] = []
     real = _liblxc.execute_argv
 
-    def counting(name: str, lxcpath: str, argv: list[str], log_file: str) -> list[str]:
+    def counting(name: str, lxcpath: str, argv: list[str], log_file: str, **kw: Any) -> list[str]:
         started.append(argv)
-        return real(name, lxcpath, argv, log_file)
+        return real(name, lxcpath, argv, log_file, **kw)
 
     monkeypatch.setattr(_liblxc, "execute_argv", counting)
     return started

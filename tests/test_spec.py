@@ -368,7 +368,7 @@ def test_layer_fields_and_repr() -> None:
         (lambda: Layer.copy("a", "/x", mode="0o"), "copy.mode", "'0o'"),
         (lambda: Layer.copy("a", "/x", mode=True), "copy.mode", "True"),
         (lambda: Layer.env(), "env", "at least one"),
-        (lambda: Layer.env({"1A": "x"}), "env.1A", "'1A'"),
+        (lambda: Layer.env({"A=B": "x"}), "env.A=B", "'A=B'"),
         (lambda: Layer.env({"A B": "x"}), "env.A B", "'A B'"),
         (lambda: Layer.env({"A": 1}), "env.A", "1"),  # type: ignore[dict-item]
         (lambda: Layer.env({"A": "x\x00"}), "env.A", "NUL"),
@@ -495,7 +495,7 @@ def test_image_bad_bases(base: object) -> None:
         ({"layers": {"run": "x"}}, "layers"),
         ({"layers": [Layer.run("x"), 5]}, "layers[1]"),
         ({"layers": ["ok", "  "]}, "layers[1].run"),
-        ({"env": {"1A": "x"}}, "env.1A"),
+        ({"env": {"A\tB": "x"}}, "env"),
         ({"env": {"A": 1}}, "env.A"),
         ({"env": [("A", "1")]}, "env"),
         ({"labels": {"a": 1}}, "labels.a"),

@@ -44,7 +44,9 @@ def tool(name: str) -> str:
     return path
 
 
-def execute_argv(name: str, lxcpath: str, argv: Sequence[str], log_file: str) -> list[str]:
+def execute_argv(
+    name: str, lxcpath: str, argv: Sequence[str], log_file: str, inherit: Sequence[str] = ()
+) -> list[str]:
     """The command line that runs ``argv`` as the main process of container ``name``.
 
     ``lxc-execute`` runs it under liblxc's minimal init (which reaps zombies and
@@ -52,11 +54,34 @@ def execute_argv(name: str, lxcpath: str, argv: Sequence[str], log_file: str) ->
     with the process's exit code (128+N when killed by signal N). It reads the
     config at ``lxcpath/name/config`` and writes liblxc's errors to ``log_file``.
 
+    ``inherit`` names variables that the container takes from lxc-execute's
+    own environment (values a config line cannot carry: see
+    ``lxcconfig.split_env``); the caller starts it with exactly those set. They
+    are defines on the command line, not config lines: a config that names a
+    variable missing from the environment of whoever loads it (the library,
+    for an attach) fails to load, and only lxc-execute has them.
+
     The log file is named here, not in the config: liblxc creates a log file's
     missing parent directories whenever it loads a config, so an exec racing a
     remove would bring an empty container directory back to life.
     """
-    return [tool("lxc-execute"), "-q", "-o", log_file, "-l", "ERROR", "-P", lxcpath, "-n", name, "--", *argv]
+    defines = [f"--define=lxc.environment={key}" for key in inherit]
+    return [
+        tool("lxc-execute"), "-q", "-o", log_file, "-l", "ERROR", "-P", lxcpath, "-n", name, *defines,
+        "--", *argv,
+    ]
+
+
+# lxc-execute's own PATH (liblxc looks up newuidmap along it); never a
+# container's: split_env refuses to hand a PATH over that way.
+_HOST_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def execute_env(inherit: Sequence[tuple[str, str]]) -> dict[str, str]:
+    """The whole environment to start ``execute_argv``'s command with: the
+    variables it hands to the container (``inherit``) and a PATH of its own.
+    Nothing of the caller's: it runs as host root."""
+    return {"PATH": _HOST_PATH, **dict(inherit)}
 
 
 def available() -> str | None:

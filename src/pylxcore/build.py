@@ -25,7 +25,7 @@ from . import _liblxc, bases
 from ._log import log
 from .errors import BuildError, ImageNotFound, SpecError, StorageError
 from .limits import host_layout
-from .lxcconfig import RunConfig, render
+from .lxcconfig import RunConfig, render, split_env
 from .rootfs import DIR_FLAGS, LayerStack, make_dir, open_dirs, overlay_spec
 from .spec import Image, Layer, resolve_copy_source
 from .store import Store, canonical_json, disk_full, rmtree, sha256_hex
@@ -528,11 +528,16 @@ class Builder:
                 resolv_conf=layer.network == "host",
             )
             (staged / name / "config").write_text(render(cfg, host_layout()))
+            _, inherited = split_env(env)
             script = f"mkdir -p -- {shlex.quote(workdir)} && cd -- {shlex.quote(workdir)}\n{layer.script}"
             argv = _liblxc.execute_argv(
-                name, str(staged), ["/bin/sh", "-e", "-c", script], str(staged / "lxc.log")
+                name,
+                str(staged),
+                ["/bin/sh", "-e", "-c", script],
+                str(staged / "lxc.log"),
+                inherit=[k for k, _ in inherited],
             )
-            code, tail = _run_streaming(argv, out)
+            code, tail = _run_streaming(argv, out, _liblxc.execute_env(inherited))
             if code != 0:
                 detail = tail
                 lxc_log = (
@@ -627,12 +632,14 @@ def _die_with_parent() -> Callable[[], None]:
     return preexec
 
 
-def _run_streaming(argv: list[str], out: Callable[[str], None]) -> tuple[int, list[str]]:
-    """Run argv with stdout+stderr merged, passing each line to ``out`` as it comes."""
+def _run_streaming(argv: list[str], out: Callable[[str], None], env: dict[str, str]) -> tuple[int, list[str]]:
+    """Run argv with stdout+stderr merged, passing each line to ``out`` as it
+    comes; ``env`` is its whole environment (lxc-execute needs none of ours)."""
     import subprocess  # noqa: PLC0415  (deferred: a tenth of import pylxcore)
 
     proc = subprocess.Popen(
         argv,
+        env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

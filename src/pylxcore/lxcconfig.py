@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Literal, Mapping, Sequence
 
 import attrs
 
+from .errors import SpecError
 from .limits import CgroupLayout, cgroup_keys
 from .spec import Limits, Mount
+from .validate import has_control_chars
 
 # Docker's default capability set, without MKNOD: device nodes have no use in
 # an application container and a block-device mknod is a classic first step out.
@@ -26,6 +28,16 @@ DEFAULT_CAPS = (
 SECCOMP_PROFILE = Path(__file__).parent / "data" / "seccomp.profile"
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+# What glibc's dynamic loader and libc read from the environment of a program
+# (glibc's "unsecure envvars", which it ignores only in setuid programs),
+# locale and time zone, and what liblxc itself looks at (PATH for newuidmap,
+# HOME, XDG_*, LXC_*): see split_env.
+HOST_LOADER_ENV = frozenset(
+    "GCONV_PATH GETCONF_DIR HOSTALIASES LOCALDOMAIN LOCPATH NIS_PATH NLSPATH RESOLV_HOST_CONF"
+    " RES_OPTIONS TMPDIR TZ TZDIR LANG LANGUAGE PATH HOME".split()
+)
+HOST_LOADER_PREFIXES = ("LD_", "MALLOC_", "GLIBC_", "LC_", "LXC_", "XDG_")
 
 # (type, major, minor) of the devices a container may use: the same list as Docker.
 ALLOWED_DEVICES = (
@@ -82,7 +94,12 @@ def _fstab_escape(path: str) -> str:
 
 
 def render(cfg: RunConfig, layout: CgroupLayout) -> str:
-    """The config file text. Raises LimitError for limits the host cannot enforce."""
+    """The config file text, without the variables ``split_env`` leaves to
+    lxc-execute's environment.
+
+    Raises LimitError for limits the host cannot enforce, SpecError for a
+    value no config line can carry exactly (a control character anywhere).
+    """
     lines: list[tuple[str, str]] = [
         ("lxc.uts.name", cfg.name),
         ("lxc.rootfs.path", cfg.rootfs),
@@ -123,20 +140,15 @@ def render(cfg: RunConfig, layout: CgroupLayout) -> str:
         lines.append(("lxc.net.0.type", "none"))  # "none" in liblxc means: share the host's netns
     else:
         lines.append(("lxc.net.0.type", "empty"))  # a new netns with only loopback
-    env = dict(cfg.env)
-    env.setdefault("PATH", DEFAULT_PATH)
-    env.setdefault("HOSTNAME", cfg.name)
-    env.setdefault("HOME", "/root" if cfg.uid == 0 else "/")
-    for key, value in env.items():
-        if "\n" in value:
-            # liblxc's config is line based; there is no escape for a newline.
-            raise ValueError(f"environment value of {key} contains a newline, which liblxc cannot carry")
-        lines.append(("lxc.environment", f"{key}={value}"))
+    config_env, _ = split_env(container_env(cfg.env, cfg.name, cfg.uid))
+    lines += [("lxc.environment", f"{key}={value}") for key, value in config_env]
     if cfg.resolv_conf and os.path.exists("/etc/resolv.conf"):
         lines.append(("lxc.mount.entry", "/etc/resolv.conf etc/resolv.conf none bind,ro,optional 0 0"))
     for m in cfg.mounts:
-        kind = "dir" if os.path.isdir(m.source) else "file"
-        opts = f"bind,create={kind}" + (",ro" if m.read_only else "")
+        # No "create=": liblxc would mkdir the target following the image's
+        # symlinks, onto the host. The library has made the target already,
+        # resolved inside the container's root (containers.create).
+        opts = "bind" + (",ro" if m.read_only else "")
         target = _fstab_escape(m.target.lstrip("/"))
         lines.append(("lxc.mount.entry", f"{_fstab_escape(m.source)} {target} none {opts} 0 0"))
     if cfg.idmap is not None:
@@ -144,4 +156,50 @@ def render(cfg: RunConfig, layout: CgroupLayout) -> str:
         lines.append(("lxc.idmap", f"u 0 {ustart} {ucount}"))
         lines.append(("lxc.idmap", f"g 0 {gstart} {gcount}"))
     lines += cgroup_keys(cfg.limits, layout)
+    for key, value in lines:
+        if not carried_exactly(value):
+            # Every field was validated before it got here; this is the last
+            # wall, so that no value can ever add a line of its own.
+            raise SpecError(f"refusing to write {value!r} into liblxc's config", key=key)
     return "".join(f"{k} = {v}\n" for k, v in lines)
+
+
+def carried_exactly(value: str) -> bool:
+    """Whether a config line carries ``value`` byte-exact: liblxc splits lines
+    at control characters and trims white space at the ends."""
+    return not has_control_chars(value) and value == value.strip(" ")
+
+
+def container_env(env: Sequence[tuple[str, str]], name: str, uid: int) -> dict[str, str]:
+    """A container's (or build step's) environment: ``env`` over the defaults."""
+    out = dict(env)
+    out.setdefault("PATH", DEFAULT_PATH)
+    out.setdefault("HOSTNAME", name)
+    out.setdefault("HOME", "/root" if uid == 0 else "/")
+    return out
+
+
+def split_env(env: Mapping[str, str]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(the variables written as config lines, the ones that cannot be).
+
+    A value that a config line cannot carry exactly (a newline in a PEM key, a
+    trailing space) reaches the container through ``lxc-execute``'s own
+    environment instead: ``execute_argv(inherit=names)`` tells liblxc to take
+    those names from there (``lxc.environment = NAME``). That process runs as
+    host root before anything is confined, so variables its dynamic loader or
+    libc read (``LD_PRELOAD``, ``GCONV_PATH``…) can never travel that way:
+    SpecError, naming the variable.
+    """
+    in_config, inherited = [], []
+    for key, value in sorted(env.items()):
+        if carried_exactly(value):
+            in_config.append((key, value))
+        elif key in HOST_LOADER_ENV or key.startswith(HOST_LOADER_PREFIXES):
+            raise SpecError(
+                f"the value of {key} holds a control character or ends with a space; {key} is read by the"
+                " host's loader or libc when the container starts, so such a value is refused",
+                key=f"env.{key}",
+            )
+        else:
+            inherited.append((key, value))
+    return in_config, inherited

@@ -39,6 +39,7 @@ import zlib
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Iterator
 
+from . import validate
 from .bases import LOCAL_XATTRS, OVERLAY_XATTR_PREFIXES
 from .build import step_key
 from .errors import SpecError, StorageError
@@ -1068,18 +1069,29 @@ def _unpack_layer(source: _Source, blob: _LayerBlob, fs: Path) -> None:
 
 
 def _record_config(config: dict[str, Any], limits_json: str | None) -> dict[str, Any]:
-    """pylxcore's image config from an OCI one (Entrypoint + Cmd become cmd)."""
+    """pylxcore's image config from an OCI one (Entrypoint + Cmd become cmd).
+
+    An archive is foreign input: every field goes through the same
+    validators as a spec's (pylxcore.validate). Raises SpecError naming the
+    field (``config.Env[2]``, ``config.WorkingDir``, …).
+    """
     c = config.get("config") or {}
+    if not isinstance(c, dict):
+        raise SpecError(f"expected a mapping, got {type(c).__name__}", key="config")
     env: dict[str, str] = {}
-    for item in c.get("Env") or []:
-        if isinstance(item, str) and "=" in item:
-            key, _, value = item.partition("=")
-            env[key] = value
+    items = c.get("Env") or []
+    if not isinstance(items, list):
+        raise SpecError(f"expected a list of KEY=VALUE strings, got {type(items).__name__}", key="config.Env")
+    for i, item in enumerate(items):
+        if not isinstance(item, str) or "=" not in item:
+            raise SpecError(f"expected a KEY=VALUE string, got {item!r}", key=f"config.Env[{i}]")
+        key, _, value = item.partition("=")
+        env[validate.env_name(key, f"config.Env[{i}]")] = validate.env_value(key, value, "config.Env")
     if env.get("PATH") == DEFAULT_PATH:
         del env["PATH"]
-    entrypoint = list(c.get("Entrypoint") or [])
-    cmd_part = list(c.get("Cmd") or [])
-    cmd = entrypoint + cmd_part if (entrypoint or cmd_part) else None
+    entrypoint = validate.command(c.get("Entrypoint") or None, "config.Entrypoint") or ()
+    cmd_part = validate.command(c.get("Cmd") or None, "config.Cmd") or ()
+    cmd = [*entrypoint, *cmd_part] or None
     limits: dict[str, object] = {}
     if limits_json:
         try:
@@ -1093,10 +1105,10 @@ def _record_config(config: dict[str, Any], limits_json: str | None) -> dict[str,
         )
     return {
         "env": env,
-        "workdir": c.get("WorkingDir") or "/",
-        "user": c.get("User") or "root",
-        "cmd": [str(a) for a in cmd] if cmd is not None else None,
-        "labels": {str(k): str(v) for k, v in (c.get("Labels") or {}).items()},
+        "workdir": validate.workdir(c.get("WorkingDir") or "/", "config.WorkingDir"),
+        "user": validate.user(c.get("User") or "root", "config.User"),
+        "cmd": cmd,
+        "labels": validate.labels(c.get("Labels") or {}, "config.Labels"),
         "limits": limits,
     }
 

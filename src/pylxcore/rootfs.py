@@ -8,13 +8,14 @@ with the container's last process: nothing can leak onto the host.
 
 from __future__ import annotations
 
+import errno
 import os
 import posixpath
 import stat
 from pathlib import Path
 from typing import Sequence
 
-from .errors import StorageError
+from .errors import SpecError, StorageError
 
 # One mount's options must fit one page; keep a margin for the rest of them.
 _MOUNT_OPTIONS_MAX = 4096 - 64
@@ -176,8 +177,11 @@ def open_dirs(top: Path, stack: LayerStack, path: str, *, shift: tuple[int, int]
                 lower = stack.lookup("/" + "/".join(parts[: i + 1]))
                 if lower is not None:
                     st = os.lstat(lower)
-                    if stat.S_ISDIR(st.st_mode):
-                        uid, gid, perms = st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)
+                    if not stat.S_ISDIR(st.st_mode):
+                        # A dir here would hide the image's file (overlayfs: upper wins).
+                        why = "not a directory in the image"
+                        raise NotADirectoryError(errno.ENOTDIR, why, comp) from None
+                    uid, gid, perms = st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)
                 child = make_dir(fd, comp, uid + shift[0], gid + shift[1], perms)
             os.close(fd)
             fd = child
@@ -186,3 +190,40 @@ def open_dirs(top: Path, stack: LayerStack, path: str, *, shift: tuple[int, int]
         raise
     return fd
 
+
+def make_target(
+    top: Path, stack: LayerStack, path: str, *, file: bool, key: str, shift: tuple[int, int] = (0, 0)
+) -> str:
+    """Make ``path`` exist in the merged tree of ``top`` over ``stack`` and
+    return it with every symlink resolved inside that root: the target of a
+    bind mount, or any directory the library creates inside a container.
+
+    The image's symlinks lead only to places inside its root (``/etclink ->
+    /etc`` makes ``/etclink/x`` the container's ``/etc/x``, never the host's).
+    What is missing is made in ``top`` (the container's writable layer) by
+    ``open_dirs``, and the last component as a file when ``file``.
+
+    Raises SpecError (with ``key``) when a component is not a directory
+    where one is needed, StorageError on a symlink loop.
+    """
+    merged = LayerStack([top, *stack.layers])
+    resolved = merged.resolve(path)
+    if merged.lookup(resolved) is not None:
+        return resolved
+    parent, name = posixpath.split(resolved)
+    try:
+        fd = open_dirs(top, stack, parent, shift=shift)
+        try:
+            if file:
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+                os.close(os.open(name, flags, 0o644, dir_fd=fd))
+                os.chown(name, *shift, dir_fd=fd, follow_symlinks=False)
+            else:
+                os.close(make_dir(fd, name, *shift, 0o755))
+        finally:
+            os.close(fd)
+    except (NotADirectoryError, FileExistsError) as err:
+        raise SpecError(
+            f"{path!r} leads through {parent!r}, which in the container is not a directory", key=key
+        ) from err
+    return resolved

@@ -21,6 +21,7 @@ from typing import Any, NoReturn
 
 import attrs
 
+from pylxcore import validate
 from pylxcore.errors import SpecError
 
 
@@ -53,14 +54,7 @@ __all__ = [
 _MAX_INT64 = 2**63 - 1
 
 
-def _type_name(value: object) -> str:
-    return type(value).__name__
-
-
-def _has_control_chars(text: str) -> bool:
-    # Control characters make paths and names that print as something else
-    # (or break one-line displays); NUL cannot cross execve or open at all.
-    return any(ord(ch) < 32 or ord(ch) == 127 for ch in text)
+_type_name = validate.type_name
 
 
 # --------------------------------------------------------------------------
@@ -206,33 +200,6 @@ def validate_container_name(name: str) -> str:
 # --------------------------------------------------------------------------
 
 
-def _check_relative_source(src: object, key: str) -> str:
-    """A copy source as written: relative, no '..', no control characters."""
-    if not isinstance(src, str) or not src:
-        raise SpecError(f"expected a non-empty relative path, got {src!r}", key=key)
-    if _has_control_chars(src):
-        raise SpecError(f"invalid path {src!r}: control characters are not allowed", key=key)
-    if src.startswith("/"):
-        raise SpecError(f"invalid path {src!r}: must be relative to the build context, not absolute", key=key)
-    # Refuse every "..", even one that stays inside ("a/../b"): the rule is
-    # easy to state and a spec never needs it.
-    if ".." in src.split("/"):
-        raise SpecError(
-            f"invalid path {src!r}: must not contain '..' (it would leave the build context)", key=key
-        )
-    return src
-
-
-def _check_absolute_path(path: object, key: str, *, allow_dotdot: bool = True) -> str:
-    if not isinstance(path, str) or not path.startswith("/"):
-        raise SpecError(f"expected an absolute path (starting with '/'), got {path!r}", key=key)
-    if _has_control_chars(path):
-        raise SpecError(f"invalid path {path!r}: control characters are not allowed", key=key)
-    if not allow_dotdot and ".." in path.split("/"):
-        raise SpecError(f"invalid path {path!r}: must not contain '..'", key=key)
-    return path
-
-
 def resolve_copy_source(context: str | os.PathLike[str], src: str, *, key: str = "copy.src") -> pathlib.Path:
     """Return the real path of ``src`` inside the build ``context``.
 
@@ -247,7 +214,7 @@ def resolve_copy_source(context: str | os.PathLike[str], src: str, *, key: str =
             ``..``, escapes the context through a symlink, or does not exist;
             (with key ``"context"``) when ``context`` is not a directory.
     """
-    _check_relative_source(src, key)
+    validate.relative_path(src, key)
     root = os.path.realpath(os.fspath(context))
     if not os.path.isdir(root):
         raise SpecError(f"build context {os.fspath(context)!r} is not a directory", key="context")
@@ -440,13 +407,13 @@ class Limits:
 
 # Validators take Any: they exist to catch values of the wrong type.
 def _check_mount_source(_inst: object, _attr: object, value: Any) -> None:
-    _check_absolute_path(value, "mount.source")
+    validate.absolute_path(value, "mount.source")
 
 
 def _check_mount_target(_inst: object, _attr: object, value: Any) -> None:
     # ".." in a target would be resolved by the kernel relative to the
     # container's root and could land on a path nobody meant.
-    _check_absolute_path(value, "mount.target", allow_dotdot=False)
+    validate.absolute_path(value, "mount.target", allow_dotdot=False)
 
 
 def _check_bool(_inst: object, attr: attrs.Attribute[Any], value: Any) -> None:
@@ -492,42 +459,12 @@ class Mount:
 
 LAYER_KINDS = ("run", "copy", "env", "workdir")
 _NETWORKS = ("host", "none")
-_ENV_NAME_RE = r"[A-Za-z_][A-Za-z0-9_]*"
-
-
-def _check_env_pair(name: object, value: object, key: str) -> tuple[str, str]:
-    if not isinstance(name, str) or not re.fullmatch(_ENV_NAME_RE, name):
-        raise SpecError(
-            f"invalid variable name {name!r}: expected letters, digits and '_', not starting with a digit",
-            key=f"{key}.{name}" if isinstance(name, str) else key,
-        )
-    if not isinstance(value, str):
-        raise SpecError(f"expected a string value, got {value!r} ({_type_name(value)})", key=f"{key}.{name}")
-    if "\0" in value:
-        raise SpecError(
-            "value contains a NUL character, which an environment cannot hold", key=f"{key}.{name}"
-        )
-    return name, value
 
 
 def _convert_env_pairs(value: object) -> tuple[tuple[str, str], ...]:
-    if isinstance(value, Mapping):
-        items: list[Any] = list(value.items())
-    elif isinstance(value, (list, tuple)):
-        items = list(value)
-    else:
-        raise SpecError(f"expected a mapping of variables, got {_type_name(value)}", key="env")
-    pairs = []
-    for item in items:
-        if not isinstance(item, (list, tuple)) or len(item) != 2:
-            raise SpecError(f"expected (name, value) pairs, got {item!r}", key="env")
-        pairs.append(_check_env_pair(item[0], item[1], "env"))
-    names = [name for name, _ in pairs]
-    if len(set(names)) != len(names):
-        raise SpecError(f"a variable is set twice: {sorted(names)}", key="env")
     # Sorted so that the same variables in another order are the same step
     # (same cache key): an ENV step sets them all at once.
-    return tuple(sorted(pairs))
+    return tuple(sorted(validate.env(value).items()))
 
 
 def _convert_script(value: object) -> str:
@@ -618,17 +555,17 @@ class Layer:
                     f"invalid network {self.network!r}; expected one of {', '.join(_NETWORKS)}", key="network"
                 )
         elif self.kind == "copy":
-            _check_relative_source(self.src, "copy.src")
+            validate.relative_path(self.src, "copy.src")
             if self.dest == "":
                 raise SpecError(
                     "missing destination: copy needs an absolute dest inside the image", key="copy.dest"
                 )
-            _check_absolute_path(self.dest, "copy.dest", allow_dotdot=False)
+            validate.absolute_path(self.dest, "copy.dest", allow_dotdot=False)
         elif self.kind == "env":
             if not self.env_pairs:
                 raise SpecError("an env layer needs at least one variable", key="env")
         else:
-            _check_absolute_path(self.path, "workdir")
+            validate.workdir(self.path)
 
     @classmethod
     def run(cls, script: str, *, network: str = "host") -> Layer:
@@ -738,8 +675,6 @@ class Layer:
 
 _SUITE_RE = r"[a-z0-9-]+"
 _TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".tar.zst")
-_USER_PART = r"(?:[A-Za-z_][A-Za-z0-9_.-]{0,31}|[0-9]{1,10})"
-_USER_RE = rf"{_USER_PART}(?::{_USER_PART})?"
 _DEFAULT_BASE = "busybox"
 
 
@@ -764,7 +699,7 @@ def _convert_base(value: object) -> str:
     if kind == "debian" and re.fullmatch(_SUITE_RE, arg):
         return value
     if kind in ("dir", "tar") and colon:
-        _check_absolute_path(arg, "base", allow_dotdot=False)
+        validate.absolute_path(arg, "base", allow_dotdot=False)
         if kind == "tar" and not arg.endswith(_TAR_SUFFIXES):
             raise SpecError(
                 f"invalid base {value!r}: a tar base must end with {', '.join(_TAR_SUFFIXES)}", key="base"
@@ -801,70 +736,26 @@ def _convert_layers(value: object) -> tuple[Layer, ...]:
 
 
 def _convert_env(value: object) -> dict[str, str]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
+    if value is not None and not isinstance(value, Mapping):
         raise SpecError(f"expected a mapping of variables, got {_type_name(value)}", key="env")
     # A copy: the caller's dict must not change a frozen Image behind its back.
-    return dict(_check_env_pair(name, val, "env") for name, val in value.items())
+    return validate.env(value)
 
 
 def _convert_labels(value: object) -> dict[str, str]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise SpecError(f"expected a mapping of labels, got {_type_name(value)}", key="labels")
-    labels = {}
-    for name, text in value.items():
-        if not isinstance(name, str) or not name or re.search(r"[\s=]", name) or _has_control_chars(name):
-            raise SpecError(
-                f"invalid label name {name!r}: expected a non-empty string without spaces or '='",
-                key="labels",
-            )
-        if not isinstance(text, str) or "\0" in text:
-            raise SpecError(
-                f"expected a string value without NUL, got {text!r} ({_type_name(text)})",
-                key=f"labels.{name}",
-            )
-        labels[name] = text
-    return labels
+    return validate.labels(value)
 
 
 def _convert_workdir(value: object) -> str:
-    return _check_absolute_path(value, "workdir")
+    return validate.workdir(value)
 
 
 def _convert_user(value: object) -> str:
-    if not isinstance(value, str) or not re.fullmatch(_USER_RE, value):
-        raise SpecError(
-            f"expected a user name or uid, optionally ':group' or ':gid', got {value!r}", key="user"
-        )
-    return value
+    return validate.user(value)
 
 
 def _convert_cmd(value: object) -> tuple[str, ...] | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        # Docker's "shell form" of CMD.
-        if not value.strip():
-            raise SpecError("the command string is empty", key="cmd")
-        value = ["/bin/sh", "-c", value]
-    if isinstance(value, (bytes, Mapping)) or not isinstance(value, Iterable):
-        raise SpecError(
-            f"expected a list of strings or a shell command string, got {_type_name(value)}", key="cmd"
-        )
-    argv = tuple(value)
-    if not argv:
-        raise SpecError("the command is empty; leave cmd out to have none", key="cmd")
-    for i, arg in enumerate(argv):
-        if not isinstance(arg, str):
-            raise SpecError(f"expected a string, got {arg!r} ({_type_name(arg)})", key=f"cmd[{i}]")
-        if "\0" in arg:
-            raise SpecError("an argument cannot contain a NUL character", key=f"cmd[{i}]")
-    if not argv[0]:
-        raise SpecError("the program name is empty", key="cmd[0]")
-    return argv
+    return validate.command(value)
 
 
 def _convert_limits(value: object) -> Limits:
