@@ -10,8 +10,8 @@ from typing import Iterator
 
 import pytest
 
-from pylxcore import Engine, Image, Layer, Limits, StorageError
-from tests.conftest import require_lxc
+from pylxcore import Engine, Image, Layer, LimitError, Limits, StorageError
+from tests.conftest import require_lxc, until
 
 
 @pytest.fixture
@@ -79,3 +79,17 @@ def test_memory_and_pids_exhaustion_never_hang_the_engine(engine: Engine, busybo
         assert hog.exit_code == 137
         assert c.exec(["echo", "alive"], timeout=30).stdout == b"alive\n"
         assert c.stop(timeout=2) is not None
+
+
+def test_exec_at_the_pids_limit_says_so(engine: Engine, busybox: str) -> None:
+    """A fork that fails inside the container is told as its pids limit, not as
+    a container that is stopping (liblxc reports both alike)."""
+    with engine.containers.run(busybox, ["sleep", "3600"], detach=True, limits=Limits(pids=8)) as c:
+        bomb = c.exec_stream(["sh", "-c", "for i in $(seq 20); do sleep 3 & done; wait"])
+        until(lambda: (c.stats().pids or 0) >= 8, what="the pids limit to be reached")
+        with pytest.raises(LimitError) as info:
+            c.exec(["echo", "hi"], timeout=30)
+        assert (info.value.limit, info.value.value) == ("pids", 8)
+        assert "pids limit (8)" in str(info.value)
+        assert b"can't fork" in b"".join(chunk for _, chunk in bomb)  # it ends with its sleeps
+        assert c.exec(["echo", "alive"], timeout=30).stdout == b"alive\n"

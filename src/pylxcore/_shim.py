@@ -10,11 +10,23 @@ signal or typing: those pull in re, enum and friends, which cost tens of
 milliseconds per container start) and is started as ``python -I -S`` on its
 compiled bytecode. Run as ``python -I -S _shim.py CONTAINER_DIR``; it reads
 ``CONTAINER_DIR/run.spec``: NUL-separated fields ``auto_remove`` ("0"/"1"),
-the OOM counter file to watch (or ""), then the lxc-execute command line.
+the OOM counter file to watch (or ""), the log's size cap in bytes (-1: none)
+and its number of files, the number N of environment entries that follow
+(``KEY=VALUE``: lxc-execute's whole environment, see lxcconfig.split_env),
+then the lxc-execute command line.
+
+When liblxc cannot start the container (lxc-execute fails before the main
+process exists), the supervisor answers START_FAILED and liblxc's ERROR lines
+instead of "ok", and leaves the container as it was: see ``_start_failure``.
 
 Log format: records of ``struct "<dBI"`` (unix time, stream 1=stdout
 2=stderr, length) followed by that many bytes. One ``write`` per record on an
 O_APPEND file, so a reader sees whole records or a short tail it retries.
+The log rotates like Docker's json-file driver: past its size cap, ``log``
+becomes ``log.1`` (``log.1`` becomes ``log.2``, …; the oldest beyond the
+number of files goes) and a fresh ``log`` starts. Only renames: a reader that
+holds a file open reads it to its end undisturbed, and a record never spans
+two files.
 """
 
 from __future__ import annotations
@@ -86,14 +98,20 @@ class _Log:
     """The container's log, written so that a full disk costs output, never the
     supervisor: a crashed supervisor would lose the exit code (and the pipes'
     reader). Some space is held back in a ``reserve`` file from the start and
-    given up on the first ENOSPC, so the last lines and state.json still fit."""
+    given up on the first ENOSPC, so the last lines and state.json still fit.
+
+    It rotates past ``max_size`` bytes (-1: never), keeping ``max_files``
+    files (see the module docstring). Mode 0600: the output of a container is
+    as private as its env."""
 
     RESERVE = 256 * 1024
 
-    def __init__(self, ctrdir: str) -> None:
-        self.fd = os.open(
-            os.path.join(ctrdir, "log"), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640
-        )
+    def __init__(self, ctrdir: str, max_size: int = -1, max_files: int = 1) -> None:
+        self.path = os.path.join(ctrdir, "log")
+        self.max_size = max_size
+        self.max_files = max_files
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        os.fchmod(self.fd, 0o600)  # a log from before 0600 was the rule
         self.size = os.fstat(self.fd).st_size
         self.reserve = os.path.join(ctrdir, "reserve")
         try:
@@ -113,8 +131,45 @@ class _Log:
             return False
         return True
 
+    def rotate(self) -> None:
+        """``log`` -> ``log.1`` -> ``log.2`` …, the oldest beyond ``max_files``
+        replaced, then a fresh ``log``. Under an exclusive flock on the
+        container's dir, which readers take shared to look at the names (see
+        containers._LogCursor); never waiting for it: while a reader holds it,
+        the rotation waits for the next record. The fresh file is made first:
+        when not even that fits, the log grows past its cap rather than lose output."""
+        import fcntl  # noqa: PLC0415  (small, and only needed here)
+
+        try:
+            lock = os.open(os.path.dirname(self.path), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            return
+        fd = -1
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fresh = self.path + ".new"
+            fd = os.open(fresh, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            for i in range(self.max_files - 1, 0, -1):
+                try:
+                    os.rename(f"{self.path}.{i - 1}" if i > 1 else self.path, f"{self.path}.{i}")
+                except FileNotFoundError:
+                    pass  # not there yet
+            os.rename(fresh, self.path)  # with max_files == 1, this replaces the full one
+        except OSError:  # locked by a reader, or no room for a file
+            if fd >= 0:
+                os.close(fd)
+            return
+        finally:
+            os.close(lock)  # (which unlocks)
+        os.close(self.fd)
+        self.fd, self.size = fd, 0
+
     def write(self, stream: int, data: bytes) -> None:
         record = RECORD.pack(time.time(), stream, len(data)) + data
+        # Before the write: a record goes whole into one file, and a file
+        # passes its cap only when one record alone is bigger.
+        if self.max_size > 0 and self.size and self.size + len(record) > self.max_size:
+            self.rotate()
         for _ in range(2):
             try:
                 if os.write(self.fd, record) == len(record):
@@ -192,13 +247,16 @@ class _Process:
     """A program (lxc-execute; the supervisor itself for containers.py), started
     with posix_spawn: subprocess costs ~10 ms to import."""
 
-    def __init__(self, argv: list[str], stdin: int, stdout: int, stderr: int) -> None:
+    def __init__(
+        self, argv: list[str], stdin: int, stdout: int, stderr: int, env: dict[str, str] | None = None
+    ) -> None:
         actions = [
             (os.POSIX_SPAWN_DUP2, stdin, 0),
             (os.POSIX_SPAWN_DUP2, stdout, 1),
             (os.POSIX_SPAWN_DUP2, stderr, 2),
         ]
-        self.pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=actions, setsid=False)
+        environ = os.environ if env is None else env
+        self.pid = os.posix_spawn(argv[0], argv, environ, file_actions=actions, setsid=False)
         self.code: int | None = None
 
     def poll(self) -> int | None:
@@ -441,14 +499,79 @@ def _leave_mount_namespace(host_ns: int) -> None:
         os.close(host_ns)
 
 
-def supervise(ctrdir: str, auto_remove: bool, oom_path: str, argv: list[str], ready_fd: int) -> int:
+# The ready pipe's answer, then liblxc's ERROR lines, when liblxc could not start the container.
+START_FAILED = "start failed"
+# What lxc-execute logs (in lxc.log, at ERROR level) when liblxc's start() failed.
+_LXC_START_FAILED = "Failed run an application inside container"
+
+
+def _lxc_errors(lxc_log: str) -> list[str]:
+    """liblxc's ERROR lines in ``lxc_log``, in order (the cause first)."""
+    try:
+        with open(lxc_log, errors="replace") as fh:
+            return [ln.strip() for ln in fh if " ERROR " in ln]
+    except OSError:
+        return []
+
+
+def _died_in_setup(pid: int, program: str) -> bool:
+    """Whether the container's first process ``pid`` has died while liblxc set
+    it up: a zombie still named after lxc-execute never exec'd the container's
+    init, so no command of the container ever ran."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return False
+    name = os.path.basename(program).encode()[:15]  # the kernel keeps 15 bytes of a name
+    return data[data.rfind(b")") + 2 :][:1] == b"Z" and data.startswith(b"%d (%s)" % (pid, name))
+
+
+def _start_failure(proc: _Process, lxc_log: str, died: bool) -> str | None:
+    """liblxc's reason when it could not start the container, else None.
+
+    Asked when lxc-execute has ended (or the container's first process died)
+    before the main process was ever seen. A main process that exits at once
+    can look the same from here, so the sign is liblxc's own: lxc-execute logs
+    _LXC_START_FAILED at ERROR level when, and only when, liblxc's start()
+    failed; the exit status of a main process that ran, whatever it is, never
+    fails start(). (lxc.log lies in the container's dir on the host, out of
+    the container's reach.) A first process that ``died`` in setup is a
+    failure too, though liblxc may then wait on it forever (seen with memory
+    limits of some kB): it gets a moment to report, then SIGKILL."""
+    if died:
+        end = time.monotonic() + 2
+        while proc.poll() is None and time.monotonic() < end:
+            time.sleep(0.01)
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+    elif proc.code is None or proc.code == 0:
+        return None  # still running (no main process after 30 s), or a main process that exited 0
+    lines = _lxc_errors(lxc_log)
+    if not died and not any(_LXC_START_FAILED in line for line in lines):
+        return None
+    return "\n".join(lines) or "the container's first process died while liblxc set it up (no error logged)"
+
+
+def supervise(
+    ctrdir: str,
+    auto_remove: bool,
+    oom_path: str,
+    argv: list[str],
+    ready_fd: int,
+    log_max_size: int = -1,
+    log_max_files: int = 1,
+    env: dict[str, str] | None = None,
+) -> int:
     state_path = os.path.join(ctrdir, "state.json")
     lxc_log = os.path.join(ctrdir, "lxc.log")
-    try:
-        os.unlink(lxc_log)
-    except FileNotFoundError:
-        pass
-    log = _Log(ctrdir)
+    # Emptied of the last run's lines, and 0600 like the log: liblxc appends
+    # to it, and would create it 0640.
+    fd = os.open(lxc_log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    os.fchmod(fd, 0o600)
+    os.close(fd)
+    log = _Log(ctrdir, log_max_size, log_max_files)
     host_mnt_ns = None
     if os.path.exists(os.path.join(ctrdir, "userns.spec")):
         # Keep a way back to the host's mount namespace: nothing may touch the
@@ -465,7 +588,7 @@ def supervise(ctrdir: str, auto_remove: bool, oom_path: str, argv: list[str], re
     err_r, err_w = os.pipe()
     devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
     try:
-        proc = _Process(argv, devnull, out_w, err_w)
+        proc = _Process(argv, devnull, out_w, err_w, env)
     except OSError as err:
         os.write(ready_fd, f"error: cannot run {argv[0]}: {err}".encode())
         return 1
@@ -475,13 +598,39 @@ def supervise(ctrdir: str, auto_remove: bool, oom_path: str, argv: list[str], re
     # Report "started" only once the main process exists (or the container
     # already failed): callers may signal it the moment start() returns.
     init = main = None
-    gone = False
+    gone = died = False
+    turns = 0
     deadline = time.monotonic() + 30
     while proc.poll() is None and time.monotonic() < deadline:
         init, main, gone = find_pids(proc.pid)
         if main is not None or gone:
             break
+        turns += 1
+        # Every few ms only (it is rare, and this loop is on every start's path).
+        if init is not None and turns % 32 == 0 and _died_in_setup(init, argv[0]):
+            died = True
+            break
         time.sleep(0.0002)
+    if main is None and not gone:
+        failure = _start_failure(proc, lxc_log, died)
+        if failure is not None:
+            os.close(out_r)  # lxc-execute's own words: the same as lxc.log's
+            os.close(err_r)
+            if host_mnt_ns is not None:
+                _leave_mount_namespace(host_mnt_ns)
+            log.close()
+            log.release()
+            # It never ran: the container stays as it was (created, or exited
+            # from its last run), and without a run.spec a removal knows that
+            # nothing of it can be running.
+            try:
+                os.unlink(os.path.join(ctrdir, "run.spec"))
+            except FileNotFoundError:
+                pass
+            # Whole lines, in one write that a pipe keeps in one piece (PIPE_BUF).
+            answer = f"{START_FAILED}\n{failure}".encode(errors="replace")
+            os.write(ready_fd, answer[: answer.rfind(b"\n", 0, 4000)] if len(answer) > 4000 else answer)
+            return 1
     init_fd = main_fd = None
     try:
         if init is not None:
@@ -578,12 +727,7 @@ def supervise(ctrdir: str, auto_remove: bool, oom_path: str, argv: list[str], re
     if code != 0:
         # When liblxc itself failed (bad mount, missing command), say so in the
         # container's stderr instead of leaving only an exit code.
-        try:
-            with open(lxc_log, errors="replace") as fh:
-                lines = [ln.strip() for ln in fh if " ERROR " in ln][-5:]
-        except OSError:
-            lines = []
-        for line in lines:
+        for line in _lxc_errors(lxc_log)[-5:]:
             log.write(STDERR, f"[liblxc] {line}\n".encode())
     log.close()
     log.release()  # the container is gone: its last word needs the room now
@@ -617,18 +761,33 @@ def _remove_dir(ctrdir: str) -> None:
     shutil.rmtree(doomed, ignore_errors=True)
 
 
-def read_spec(ctrdir: str) -> tuple[bool, str, list[str]]:
-    """(auto_remove, OOM counter path, lxc-execute argv) from ``run.spec``."""
+def read_spec(ctrdir: str) -> tuple[bool, str, int, int, dict[str, str], list[str]]:
+    """(auto_remove, OOM counter path, log size cap (-1: none), log files,
+    lxc-execute's environment, lxc-execute argv) from ``run.spec``."""
     with open(os.path.join(ctrdir, "run.spec"), "rb") as fh:
         fields = [f.decode("utf-8", "surrogateescape") for f in fh.read().split(b"\0")]
-    return fields[0] == "1", fields[1], fields[2:]
+    n = int(fields[4])
+    env = dict(item.split("=", 1) for item in fields[5 : 5 + n])
+    return fields[0] == "1", fields[1], int(fields[2]), int(fields[3]), env, fields[5 + n :]
 
 
-def write_spec(ctrdir: str, auto_remove: bool, oom_path: str, argv: list[str]) -> None:
-    """The other half of read_spec, for the library (atomic: temp + rename)."""
+def write_spec(
+    ctrdir: str,
+    auto_remove: bool,
+    oom_path: str,
+    argv: list[str],
+    *,
+    env: dict[str, str],
+    log_max_size: int = -1,
+    log_max_files: int = 1,
+) -> None:
+    """The other half of read_spec, for the library (atomic: temp + rename).
+    0600: the environment may hold secrets."""
     tmp = os.path.join(ctrdir, f"run.spec.{os.getpid()}.tmp")
-    fields = ["1" if auto_remove else "0", oom_path, *argv]
-    with open(tmp, "wb") as fh:
+    items = [f"{k}={v}" for k, v in env.items()]
+    fields = ["1" if auto_remove else "0", oom_path, str(log_max_size), str(log_max_files), str(len(items))]
+    fields += [*items, *argv]
+    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600), "wb") as fh:
         fh.write(b"\0".join(f.encode("utf-8", "surrogateescape") for f in fields))
     os.replace(tmp, os.path.join(ctrdir, "run.spec"))
 
@@ -671,8 +830,8 @@ def become_supervisor(ctrdir: str, ready_w: int) -> NoReturn:
     _detach(ready_w)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     try:
-        auto_remove, oom_path, command = read_spec(ctrdir)
-        code = supervise(ctrdir, auto_remove, oom_path, command, ready_w)
+        auto_remove, oom_path, log_max_size, log_max_files, env, command = read_spec(ctrdir)
+        code = supervise(ctrdir, auto_remove, oom_path, command, ready_w, log_max_size, log_max_files, env)
     except BaseException as err:  # noqa: BLE001  (the last word must reach the caller)
         try:
             os.write(ready_w, f"error: supervisor failed: {err!r}".encode())

@@ -196,6 +196,23 @@ def parse_signal(text: str) -> int:
     raise argparse.ArgumentTypeError(f"unknown signal {text!r}")
 
 
+def parse_log_opts(items: Sequence[str]) -> dict[str, Any]:
+    """``--log-opt max-size=10m`` and ``--log-opt max-file=3`` (docker's json-file
+    options) as ``run``'s keyword arguments; the library checks the values."""
+    options: dict[str, Any] = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        if key == "max-size":
+            options["log_max_size"] = value
+        elif key == "max-file" and value.isdigit():
+            options["log_max_files"] = int(value)
+        else:
+            raise SpecError(
+                f"bad log option {item!r}: expected max-size=SIZE or max-file=N", key="log-opt"
+            )
+    return options
+
+
 def _limits(args: argparse.Namespace) -> Limits | None:
     values = {key: getattr(args, key) for key in ("memory", "cpus", "pids") if getattr(args, key) is not None}
     return Limits(**values) if values else None
@@ -310,6 +327,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         "workdir": args.workdir,
         "user": args.user,
         "userns": args.userns,
+        **parse_log_opts(args.log_opt),
     }
     command = args.command or None
     container: Container
@@ -786,6 +804,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="in a user namespace: its root is an unprivileged host uid")
     p.add_argument("-w", "--workdir", metavar="DIR", help="working directory inside the container")
     p.add_argument("-u", "--user", metavar="USER", help="user[:group] (name or number) to run as")
+    p.add_argument("--log-opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="max-size=SIZE (default 10m; -1: no cap) or max-file=N (default 3): log rotation")
     p.add_argument("image", metavar="IMAGE")
     p.add_argument("command", metavar="CMD", nargs=argparse.REMAINDER,
                    help="command and arguments (default: the image's cmd)")

@@ -8,7 +8,9 @@ A container is a directory ``ROOT/containers/NAME`` (an LXC lxcpath entry, so
     upper/      its writable layer (work/ beside it is overlayfs's)
     run.spec    what the supervisor runs
     state.json  written by the supervisor: running / exited, exit code, OOM
-    log         stdout and stderr records with timestamps (see _shim.py)
+    log         stdout and stderr records with timestamps (see _shim.py);
+    log.1, …    the older ones, rotated (see _shim._Log and _LogCursor)
+    lxc.log     liblxc's errors of the last start
     reserve     disk space the supervisor holds back for its last words (see _shim._Log)
 
 The supervisor (``_shim.py``) outlives the Python process that started the
@@ -29,11 +31,11 @@ import stat
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, NamedTuple, Sequence, Union
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, NamedTuple, NoReturn, Sequence, Union
 
 import attrs
 
-from . import _liblxc, _shim
+from . import _liblxc, _shim, validate
 from ._log import log
 from .errors import (
     Conflict,
@@ -41,15 +43,16 @@ from .errors import (
     ContainerNotFound,
     ImageNotFound,
     InvalidState,
+    LimitError,
     LXCError,
     SpecError,
     StorageError,
     TimeoutExpired,
 )
 from .limits import host_layout
-from .lxcconfig import DEFAULT_PATH, SECCOMP_PROFILE, RunConfig, render
-from .rootfs import LayerStack, overlay_spec
-from .spec import Limits, Mount, validate_container_name
+from .lxcconfig import DEFAULT_PATH, SECCOMP_PROFILE, RunConfig, render, split_env
+from .rootfs import LayerStack, make_target, overlay_spec
+from .spec import Limits, Mount, parse_size, validate_container_name
 from .store import atomic_write, canonical_json, read_json, rmtree
 from .userns import subordinate_ids
 from .userns import write_spec as write_userns_spec
@@ -120,6 +123,65 @@ def _shim_program(store: Any) -> str:
 Command = Union[str, Sequence[str], None]
 # LXCError.detail when a container's program is not in it (the CLI exits 127).
 PROGRAM_NOT_FOUND = "program not found"
+
+# The default cap of a container's log: Docker's recommended json-file
+# options (max-size 10m, max-file 3). At most ~30 MB a container on disk, and
+# the last 10 MB or more (tens of thousands of lines) always at hand.
+DEFAULT_LOG_MAX_SIZE = 10 << 20
+DEFAULT_LOG_MAX_FILES = 3
+# At most this many log files: each rotation renames them all.
+_MAX_LOG_FILES = 100
+# Below this memory limit (Docker's floor for --memory), a container liblxc
+# could not start is told it needs more memory.
+_MIN_START_MEMORY = 6 << 20
+
+
+def _log_options(max_size: int | str | None, max_files: int) -> dict[str, int]:
+    """The meta.json fields of a log cap: ``log_max_size`` in bytes (-1: no cap)
+    and ``log_max_files``. Raises SpecError for a bad size or number of files."""
+    if max_size is None:
+        size = DEFAULT_LOG_MAX_SIZE
+    elif max_size in (-1, "-1") and not isinstance(max_size, bool):
+        size = -1
+    else:
+        size = parse_size(max_size, key="log_max_size")
+    if isinstance(max_files, bool) or not isinstance(max_files, int) or not 1 <= max_files <= _MAX_LOG_FILES:
+        raise SpecError(
+            f"expected a number of files from 1 to {_MAX_LOG_FILES}, got {max_files!r}", key="log_max_files"
+        )
+    return {"log_max_size": size, "log_max_files": max_files}
+
+
+def _lxc_reason(line: str) -> str:
+    """The message of one lxc.log line, without what comes before it
+    ("lxc-execute NAME TIME ERROR    overlay - ../src/lxc/…/overlay.c:ovl_mount:490 - ")."""
+    parts = line.split(" - ", 2)
+    return parts[2] if len(parts) == 3 else line
+
+
+def _filesystem_type(path: Path) -> str:
+    """The type of the filesystem that holds ``path`` ("overlay", "ext4", …;
+    "" when unknown), from the deepest mount point above it."""
+    real = os.path.realpath(path)
+    best, fstype = "", ""
+    try:
+        with open("/proc/self/mountinfo") as fh:
+            lines = fh.readlines()
+    except OSError:
+        return ""
+    for line in lines:
+        left, _, right = line.partition(" - ")
+        fields, rfields = left.split(), right.split()
+        if len(fields) < 5 or not rfields:
+            continue
+        # The kernel writes these four in a mount point as octal escapes.
+        point = fields[4]
+        for escaped, char in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
+            point = point.replace(escaped, char)
+        inside = real == point or real.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, fstype = point, rfields[0]
+    return fstype
 
 
 class ContainerState(str, enum.Enum):
@@ -255,18 +317,12 @@ def _lookup_user(stack: LayerStack, user: str) -> tuple[int, int]:
 
 
 def _command(command: Command, default: Sequence[str] | None) -> list[str]:
-    if command is None:
+    argv = validate.command(command, "command")
+    if argv is None:
         if not default:
             raise SpecError("no command given and the image has no cmd", key="command")
         return list(default)
-    if isinstance(command, str):
-        return ["/bin/sh", "-c", command]
-    cmd = list(command)
-    if not cmd or not all(isinstance(a, str) for a in cmd):
-        raise SpecError(f"a command is a non-empty list of strings, not {command!r}", key="command")
-    if any("\0" in a for a in cmd):
-        raise SpecError("a command argument contains a NUL character", key="command")
-    return cmd
+    return list(argv)
 
 
 @attrs.define(eq=False)
@@ -378,8 +434,12 @@ class Container:
     # -- lifecycle -------------------------------------------------------------
 
     def start(self) -> Container:
-        """Start the main process. Raises InvalidState (already running),
-        LXCError (liblxc failed, or the program is not in the container)."""
+        """Start the main process. Raises InvalidState (already running);
+        when liblxc cannot start the container: LimitError (a limit too small
+        to start, e.g. memory), StorageError (the store root's filesystem
+        cannot hold it: overlayfs), else LXCError (also when the program is not
+        in the container), each with liblxc's reason. The container then
+        stays as it was (created, or exited) and can be removed."""
         with self._collection._lock(self.name):
             self._expect("start", ContainerState.CREATED, ContainerState.EXITED)
             self._collection._launch(self.name, self._meta(), auto_remove=False)
@@ -545,7 +605,8 @@ class Container:
     ) -> ExecStream:
         """Run ``cmd`` in the running container; iterate the returned stream for
         ``(stream_name, bytes)`` chunks as they come, then read ``.exit_code``.
-        Raises InvalidState (not running), SpecError (bad command or user), LXCError."""
+        Raises InvalidState (not running), SpecError (bad command or user),
+        LimitError (the container is at its pids limit: no process can start in it), LXCError."""
         argv = _command(cmd, None)
         self._expect("exec in", ContainerState.RUNNING)
         meta = self._meta()
@@ -568,6 +629,16 @@ class Container:
             # Stopped or removed by another process meanwhile: report that
             # (InvalidState, ContainerNotFound) rather than liblxc's failure.
             self._expect("exec in", ContainerState.RUNNING)
+            # liblxc reports a fork that fails inside the container as it does
+            # a container that is going (NOT_RUNNING): tell the pids limit first.
+            limit = meta["limits"].get("pids")
+            if limit is not None and (self._collection._stats(self.name).pids or 0) >= limit:
+                raise LimitError(
+                    f"cannot exec in container {self.name!r}: it has reached its pids limit ({limit}),"
+                    " so no process can start in it until some of its processes exit",
+                    limit="pids",
+                    value=limit,
+                ) from None  # (liblxc's own words, "not running", would mislead)
             # liblxc finding no running init means it is on its way out even
             # when its monitor and our supervisor have not noticed yet.
             stopping = err.detail == _liblxc.NOT_RUNNING
@@ -604,8 +675,13 @@ class Container:
     # -- logs ----------------------------------------------------------------
 
     def log_entries(self, *, since: float | None = None) -> list[LogEntry]:
-        """Every chunk the main process wrote, with its time and stream."""
-        entries, _ = _read_log(self.dir / "log", 0)
+        """Every chunk the main process wrote that its log keeps (across
+        rotations, oldest first), with its time and stream."""
+        cursor = _LogCursor(self.dir)
+        try:
+            entries = cursor.read()
+        finally:
+            cursor.close()
         if since is not None:
             entries = [e for e in entries if e.time >= since]
         return entries
@@ -640,31 +716,32 @@ class Container:
         timeout: float | None,
     ) -> Iterator[bytes]:
         deadline = None if timeout is None else time.monotonic() + timeout
-        path = self.dir / "log"
-        entries, offset = _read_log(path, 0)
-        entries = [e for e in entries if e.stream in streams and (since is None or e.time >= since)]
-        yield from _render(_tail(entries, tail), timestamps)
-        delay = 0.005
-        while True:
-            running = self.status() in ("running", "paused")
-            new, offset = _read_log(path, offset)
-            if new:
-                delay = 0.005
-                yield from _render([e for e in new if e.stream in streams], timestamps)
-                continue
-            if not running:
-                # One last read: the supervisor writes the last records before its state.
-                new, offset = _read_log(path, offset)
-                yield from _render([e for e in new if e.stream in streams], timestamps)
-                return
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutExpired(
-                    f"following the logs of {self.name!r}: still running after {timeout}s",
-                    operation="logs",
-                    timeout=timeout,
-                )
-            time.sleep(delay)
-            delay = min(delay * 2, 0.05)
+        cursor = _LogCursor(self.dir)
+        try:
+            entries = [e for e in cursor.read() if e.stream in streams and (since is None or e.time >= since)]
+            yield from _render(_tail(entries, tail), timestamps)
+            delay = 0.005
+            while True:
+                running = self.status() in ("running", "paused")
+                new = cursor.read()
+                if new:
+                    delay = 0.005
+                    yield from _render([e for e in new if e.stream in streams], timestamps)
+                    continue
+                if not running:
+                    # One last read: the supervisor writes the last records before its state.
+                    yield from _render([e for e in cursor.read() if e.stream in streams], timestamps)
+                    return
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TimeoutExpired(
+                        f"following the logs of {self.name!r}: still running after {timeout}s",
+                        operation="logs",
+                        timeout=timeout,
+                    )
+                time.sleep(delay)
+                delay = min(delay * 2, 0.05)
+        finally:
+            cursor.close()
 
     # -- resources -------------------------------------------------------------
 
@@ -839,14 +916,8 @@ class ExecStream:
         return self.exit_code
 
 
-def _read_log(path: Path, offset: int) -> tuple[list[LogEntry], int]:
-    """Whole records from ``offset`` on; returns them and the offset after the last whole one."""
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(offset)
-            data = fh.read()
-    except FileNotFoundError:
-        return [], offset
+def _parse_log(data: bytes) -> tuple[list[LogEntry], int]:
+    """The whole records at the start of ``data``, and how many bytes they take."""
     entries = []
     pos = 0
     size = _shim.RECORD.size
@@ -860,7 +931,94 @@ def _read_log(path: Path, offset: int) -> tuple[list[LogEntry], int]:
             )
         )
         pos += size + length
-    return entries, offset + pos
+    return entries, pos
+
+
+class _LogCursor:
+    """Reads a container's log in order across its rotations, each record once.
+
+    The supervisor rotates by renames (``log`` becomes ``log.1``, which becomes
+    ``log.2``, …; see _shim._Log), holding a flock on the container's dir. The
+    cursor looks at the names under that lock (shared), so it sees a rotation
+    whole or not at all; and it keeps the file it reads open: a name passes
+    from file to file, an open file stays the same. Once that file is no
+    longer the newest it is drained and the cursor goes on with the one
+    written after it, found by its inode. A reader left more than
+    ``log_max_files`` rotations behind goes on with the oldest file left (the
+    rest was rotated away, as with Docker). Close it after use."""
+
+    def __init__(self, directory: Path) -> None:
+        self._dir = directory
+        self._fd: int | None = None
+        self._ino = 0
+        self._rest = b""  # the start of a record still being written
+
+    @staticmethod
+    def _files(dir_fd: int) -> list[tuple[str, int]]:
+        """(name, inode) of each log file in the dir ``dir_fd``, oldest first."""
+        names = [n for n in os.listdir(dir_fd) if n == "log" or (n[:4] == "log." and n[4:].isdigit())]
+        names.sort(key=lambda n: int(n[4:]) if n != "log" else 0, reverse=True)
+        return [(n, os.stat(n, dir_fd=dir_fd).st_ino) for n in names]
+
+    def _next(self) -> tuple[int, int, bool] | None:
+        """Open the file that follows the one being read (the oldest when none
+        is): (fd, inode, whether it is the newest); None while there is none
+        (ours is the newest, or the container has been removed)."""
+        import fcntl  # noqa: PLC0415  (deferred: only logs need it)
+
+        try:
+            dir_fd = os.open(self._dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+        try:
+            fcntl.flock(dir_fd, fcntl.LOCK_SH)
+            files = self._files(dir_fd)
+            inos = [ino for _, ino in files]
+            if self._fd is not None and self._ino in inos:
+                following = inos.index(self._ino) + 1
+                target = files[following] if following < len(files) else None
+            else:
+                target = files[0] if files else None
+            if target is None:
+                return None
+            fd = os.open(target[0], os.O_RDONLY | os.O_CLOEXEC, dir_fd=dir_fd)
+            return fd, target[1], target == files[-1]
+        except FileNotFoundError:
+            return None  # removed meanwhile (the supervisor renames only under the lock)
+        finally:
+            os.close(dir_fd)  # (which unlocks)
+
+    def read(self) -> list[LogEntry]:
+        """The records written since the last read (all of them, the first time)."""
+        entries: list[LogEntry] = []
+        newest = False  # whether our file was the newest when the names were last looked at
+        if self._fd is None:
+            first = self._next()
+            if first is None:
+                return entries
+            self._fd, self._ino, newest = first
+        while True:
+            # Looked for before the file is drained: a file that has been
+            # rotated already gets no more writes, so draining it after reads
+            # all. (One that was the newest then is read to its end now, and
+            # whatever follows it at the next read.)
+            following = None if newest else self._next()
+            chunks = [self._rest]
+            while chunk := os.read(self._fd, 1 << 20):
+                chunks.append(chunk)
+            data = b"".join(chunks)
+            new, used = _parse_log(data)
+            entries += new
+            self._rest = data[used:]
+            if following is None:
+                return entries
+            os.close(self._fd)
+            (self._fd, self._ino, newest), self._rest = following, b""
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 def _tail(entries: list[LogEntry], tail: int | None) -> list[LogEntry]:
@@ -996,6 +1154,8 @@ class ContainerCollection:
         network: str = "none",
         labels: Mapping[str, str] | None = None,
         userns: bool | None = None,
+        log_max_size: int | str | None = None,
+        log_max_files: int = DEFAULT_LOG_MAX_FILES,
     ) -> Container:
         """Provision a container from a built image, without starting it: an
         overlay of the image's layers plus an empty writable layer (no copy).
@@ -1003,6 +1163,12 @@ class ContainerCollection:
         ``userns=True`` (default: the engine's ``userns``) runs it in a user
         namespace: its root is an unprivileged host uid from root's range in
         /etc/subuid; the shared layers are mounted idmapped, not copied.
+
+        Its log rotates like Docker's json-file driver: past ``log_max_size``
+        (bytes or "10M"; None: 10 MB; -1: no cap) the current file is put
+        aside, and ``log_max_files`` files (1 to 100; default 3) are kept.
+        ``logs()`` reads across them; what was rotated away is gone. Raises
+        SpecError for a bad log option.
 
         Raises ImageNotFound, Conflict (name taken), SpecError (bad name,
         command, env, mount or user), LimitError (a limit the host cannot enforce),
@@ -1014,18 +1180,7 @@ class ContainerCollection:
             name = "px-" + os.urandom(5).hex()
         validate_container_name(name)
         argv = _command(command, cfg.get("cmd"))
-        merged_env = dict(cfg.get("env") or {})
-        for k, v in (env or {}).items():
-            if (
-                not isinstance(k, str)
-                or not isinstance(v, str)
-                or not k
-                or "=" in k
-                or "\0" in k + v
-                or "\n" in v
-            ):
-                raise SpecError(f"bad environment variable {k!r}={v!r}", key=f"env.{k}")
-            merged_env[k] = v
+        merged_env = validate.env({**(cfg.get("env") or {}), **validate.env(env)})
         if network not in ("none", "host"):
             raise SpecError(f"network must be 'none' or 'host', not {network!r}", key="network")
         if userns is None:
@@ -1033,9 +1188,7 @@ class ContainerCollection:
         if not isinstance(userns, bool):
             raise TypeError(f"userns must be True, False or None, not {userns!r}")
         ids = subordinate_ids() if userns else None
-        for k, v in (labels or {}).items():
-            if not isinstance(k, str) or not isinstance(v, str) or not k:
-                raise SpecError(f"bad label {k!r}={v!r}: keys and values are strings", key=f"labels.{k}")
+        labels = validate.labels(labels)
         if limits is not None and not isinstance(limits, Limits):
             raise TypeError(f"limits must be a Limits, not {type(limits).__name__}")
         eff_limits = Limits.from_dict(cfg.get("limits") or {}).merged(limits or Limits())
@@ -1045,10 +1198,8 @@ class ContainerCollection:
                 raise TypeError(f"mounts[{i}] must be a Mount, not {type(m).__name__}")
             if not os.path.exists(m.source):
                 raise SpecError(f"mount source {m.source!r} does not exist", key=f"mounts[{i}].source")
-        workdir = workdir or cfg.get("workdir") or "/"
-        if not workdir.startswith("/"):
-            raise SpecError(f"workdir must be an absolute path, not {workdir!r}", key="workdir")
-        user = user or cfg.get("user") or "root"
+        workdir = validate.workdir(workdir or cfg.get("workdir") or "/")
+        user = validate.user(user or cfg.get("user") or "root")
         layers = list(record["layers"])
         stack = LayerStack([self._store.layer_dir(k) / "fs" for k in reversed(layers)])
         uid, gid = (0, 0) if user in ("root", "0", "0:0") else _lookup_user(stack, user)
@@ -1071,6 +1222,18 @@ class ContainerCollection:
                     rootfs = f"dir:{_shim.USERNS_ROOTFS}"  # in its supervisor's mount namespace
                     keep = [str(SECCOMP_PROFILE), *(m.source for m in mounts)]
                     self._prepare_userns(d, layers, ids, keep)
+                shift = (0, 0) if ids is None else (ids[0], ids[2])
+                targets = [
+                    make_target(
+                        d / "upper",
+                        stack,
+                        m.target,
+                        file=not os.path.isdir(m.source),
+                        key=f"mounts[{i}].target",
+                        shift=shift,
+                    )
+                    for i, m in enumerate(mounts)
+                ]
                 run_cfg = RunConfig(
                     name=name,
                     rootfs=rootfs,
@@ -1081,10 +1244,14 @@ class ContainerCollection:
                     uid=uid,
                     gid=gid,
                     network="host" if network == "host" else "none",
-                    mounts=mounts,
+                    mounts=[attrs.evolve(m, target=t) for m, t in zip(mounts, targets)],
                     limits=eff_limits,
                 )
-                (d / "config").write_text(render(run_cfg, host_layout()))
+                text = render(run_cfg, host_layout())
+                # 0600: it may hold secrets (env values); the store's walls keep others out too.
+                fd = os.open(d / "config", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+                with open(fd, "w") as fh:
+                    fh.write(text)
                 meta = {
                     "id": os.urandom(32).hex(),
                     "name": name,
@@ -1103,6 +1270,7 @@ class ContainerCollection:
                     "labels": dict(labels or {}),
                     "userns": userns,
                     "created": time.time(),
+                    **_log_options(log_max_size, log_max_files),  # raises SpecError
                 }
                 atomic_write(d / "meta.json", canonical_json(meta))
             except BaseException:
@@ -1128,14 +1296,18 @@ class ContainerCollection:
         network: str = "none",
         labels: Mapping[str, str] | None = None,
         userns: bool | None = None,
+        log_max_size: int | str | None = None,
+        log_max_files: int = DEFAULT_LOG_MAX_FILES,
     ) -> Any:
         """Create and start a container.
 
         ``detach=True`` returns the running ``Container`` (with ``remove=True``
         it removes itself when it exits). ``detach=False`` waits and returns
-        ``ExecResult(exit_code, stdout, stderr)``; ``check=True`` raises
+        ``ExecResult(exit_code, stdout, stderr)`` (the output as its log kept
+        it: see ``log_max_size`` in ``create``); ``check=True`` raises
         ContainerError on a non-zero exit; ``timeout`` kills it and raises
-        TimeoutExpired. Raises what ``create`` and ``start`` raise.
+        TimeoutExpired. Raises what ``create`` and ``start`` raise; a
+        container that could not start is removed.
         """
         if name is None:
             name = "px-" + os.urandom(5).hex()
@@ -1155,6 +1327,8 @@ class ContainerCollection:
                 network=network,
                 labels=labels,
                 userns=userns,
+                log_max_size=log_max_size,
+                log_max_files=log_max_files,
             )
             meta = c._meta()
             try:
@@ -1231,8 +1405,30 @@ class ContainerCollection:
                 container=name,
                 detail=PROGRAM_NOT_FOUND,
             )
-        command = _liblxc.execute_argv(name, str(self._store.containers_dir), argv, str(d / "lxc.log"))
-        _shim.write_spec(str(d), auto_remove, oom, command)
+        pids = meta["limits"].get("pids")
+        if pids is not None and pids < 2:
+            # liblxc's init cannot fork the command then, and exits 1 without a
+            # word: that would read as the command's exit code.
+            raise LimitError(
+                f"cannot start container {name!r}: pids limit {pids} is too small to start a container"
+                " (liblxc's init and the command are 2 processes); give at least 2, more to exec in it",
+                limit="pids",
+                value=pids,
+            )
+        _, inherited = split_env(meta["env"])
+        command = _liblxc.execute_argv(
+            name, str(self._store.containers_dir), argv, str(d / "lxc.log"), inherit=[k for k, _ in inherited]
+        )
+        _shim.write_spec(
+            str(d),
+            auto_remove,
+            oom,
+            command,
+            env=_liblxc.execute_env(inherited),
+            # (Containers created before logs rotated have no cap of their own.)
+            log_max_size=meta.get("log_max_size", DEFAULT_LOG_MAX_SIZE),
+            log_max_files=meta.get("log_max_files", DEFAULT_LOG_MAX_FILES),
+        )
         reply = self._zygote_launch(d)
         if reply is not None:
             code, err = (0, b"") if reply == b"ok" else (1, reply)
@@ -1240,6 +1436,9 @@ class ContainerCollection:
             code, err = _fork_supervisor(str(d))
         else:
             code, err = self._run_shim([str(d)])
+        if code != 0 and err.startswith(_shim.START_FAILED.encode()):
+            lines = err.decode(errors="replace").strip().splitlines()[1:]
+            self._start_failed(name, meta, lines)
         if code != 0:
             raise LXCError(
                 f"could not start container {name!r}: {err.decode(errors='replace').strip()}",
@@ -1247,6 +1446,40 @@ class ContainerCollection:
                 container=name,
                 detail=err.decode(errors="replace"),
             )
+
+    def _start_failed(self, name: str, meta: dict[str, Any], lines: Sequence[str]) -> NoReturn:
+        """Raise the error for container ``name``, which liblxc could not start
+        (see _shim._start_failure; ``lines``: liblxc's ERROR lines, the cause
+        first). StorageError or LimitError when the store's filesystem or a
+        limit is to blame, else LXCError; liblxc's reason is in the message,
+        and its lines in the LXCError (``detail``) that it comes from."""
+        self._remove_cgroups(name)  # left when liblxc had to be killed in its setup
+        reason = _lxc_reason(lines[0]) if lines else "no reason given"
+        cause = LXCError(
+            f"liblxc could not start container {name!r}: {reason}",
+            operation="start",
+            container=name,
+            detail="\n".join(lines),
+        )
+        root = self._store.root
+        if _filesystem_type(self._store.containers_dir) == "overlay":
+            raise StorageError(
+                f"cannot start container {name!r}: the store root {root} is on overlayfs, which"
+                " cannot hold a container's root (an overlay itself); the store root must not be on"
+                f" overlayfs: put it on ext4, xfs, btrfs or tmpfs (liblxc: {reason})",
+                path=str(root),
+            ) from cause
+        memory = meta["limits"].get("memory")
+        if memory is not None and parse_size(memory) < _MIN_START_MEMORY:
+            size = parse_size(memory)
+            shown = f"{size} B" if size < 1024 else f"{size / 1024:g} KiB" if size < 1 << 20 else memory
+            raise LimitError(
+                f"cannot start container {name!r}: memory limit {shown} is too small to start a"
+                f" container; give at least a few MB (liblxc: {reason})",
+                limit="memory",
+                value=size,
+            ) from cause
+        raise cause
 
     def _prepare_userns(
         self, d: Path, layers: Sequence[str], ids: tuple[int, int, int, int], keep: Sequence[str]
