@@ -13,7 +13,7 @@ from typing import Callable, Iterator
 import pytest
 
 from pylxcore import Engine, Image
-from pylxcore._liblxc import available
+from pylxcore.runtime.liblxc import available
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -29,7 +29,7 @@ def require_lxc() -> None:
 
 def _our_cgroups(root_id: str) -> list[str]:
     """Our cgroups in every hierarchy (liblxc makes them under pid 1's cgroup)."""
-    from pylxcore.limits import host_layout
+    from pylxcore.runtime.limits import host_layout
 
     out = []
     for base in host_layout().all_dirs:

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from pylxcore import BuildError, BuildEvent, Engine, Image, ImageNotFound, Layer, SpecError, _liblxc
+from pylxcore import BuildError, BuildEvent, Engine, Image, ImageNotFound, Layer, SpecError
+from pylxcore.runtime import liblxc as _liblxc
 
 
 @pytest.fixture

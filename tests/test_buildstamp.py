@@ -16,7 +16,7 @@ from typing import NamedTuple
 import pytest
 
 from pylxcore import Engine
-from pylxcore._buildstamp import parse_build_argv
+from pylxcore.build.stamp import parse_build_argv
 
 # Runs the command line like the `pylxcore` script, then tells on stderr
 # whether the library's spec module was loaded (it is for every real build).

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pylxcore import Engine, Image, Layer, Mount, SpecError
-from pylxcore.oci import _record_config
+from pylxcore.transfer.oci import _record_config
 
 # liblxc reads its config line by line; split at every control character, so
 # that a line any of them could start is seen as a line of its own here.
@@ -282,7 +282,7 @@ def test_archive_config_fields_are_validated(
     env: list[str], workdir: str | None, user: str | None, cmd: list[str] | None, labels: dict[str, str]
 ) -> None:
     """Pure: whatever an archive's config holds, the record is valid or SpecError."""
-    from pylxcore import validate
+    from pylxcore.spec import validate
 
     config = {"config": {"Env": env, "WorkingDir": workdir, "User": user, "Cmd": cmd, "Labels": labels}}
     try:

@@ -24,7 +24,6 @@ from pathlib import Path
 import pytest
 
 from pylxcore import Engine, Limits, Mount
-from pylxcore.containers import Container, ContainerState, ExecResult, LogEntry, Stats
 from pylxcore.errors import (
     Conflict,
     ContainerNotFound,
@@ -34,6 +33,7 @@ from pylxcore.errors import (
     SpecError,
     TimeoutExpired,
 )
+from pylxcore.runtime.containers import Container, ContainerState, ExecResult, LogEntry, Stats
 from tests.conftest import until
 
 SLEEPER = ["sleep", "3600"]

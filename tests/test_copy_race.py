@@ -19,7 +19,7 @@ from typing import Any, Callable
 import pytest
 
 from pylxcore import BuildError, Engine, Image, Layer, PylxcoreError, SpecError
-from pylxcore import build as build_mod
+from pylxcore.build import builder as build_mod
 from pylxcore.store import rmtree
 
 MARKER = b"HOST-SECRET-" + os.urandom(8).hex().encode()

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from pylxcore import Engine, Image
-from pylxcore.bases import tree_digest
+from pylxcore.build.bases import tree_digest
 
 KILLS = int(os.environ.get("PYLXCORE_KILLS", "50"))
 

@@ -275,7 +275,7 @@ def _heading_object(text: str) -> tuple[str, Any, str | None]:
     assert m, f"api.md heading {text!r} is not 'Name' or 'Name(params)'"
     dotted, params = m.group(1), m.group(2)
     first, *rest = dotted.split(".")
-    homes = [pylxcore, *(importlib.import_module(f"pylxcore.{m}") for m in ("images", "containers", "fsck"))]
+    homes = [pylxcore, *(importlib.import_module(f"pylxcore.{m}") for m in ("images", "runtime.containers", "store.check"))]
     obj = next((getattr(mod, first) for mod in homes if hasattr(mod, first)), _NO_OBJECT)
     assert obj is not _NO_OBJECT, f"api.md: {first!r} is not a name in pylxcore"
     for attr in rest:
@@ -359,7 +359,7 @@ MAIN_CLASSES = {
     "Engine": pylxcore.Engine,
     "ImageCollection": importlib.import_module("pylxcore.images").ImageCollection,
     "BuiltImage": pylxcore.BuiltImage,
-    "ContainerCollection": importlib.import_module("pylxcore.containers").ContainerCollection,
+    "ContainerCollection": importlib.import_module("pylxcore.runtime.containers").ContainerCollection,
     "Container": pylxcore.Container,
     "ExecStream": pylxcore.ExecStream,
     "Image": pylxcore.Image,

@@ -28,8 +28,8 @@ import pytest
 import yaml
 
 from pylxcore import Engine, Image, SpecError, StorageError
-from pylxcore.lxcimage import lxc_arch
-from pylxcore.oci import host_platform
+from pylxcore.transfer.lxcimage import lxc_arch
+from pylxcore.transfer.oci import host_platform
 from tests.conftest import IN_CI
 
 APP = "interop/app:1"
@@ -149,7 +149,7 @@ def podman(tmp_path: Path) -> Iterator[Podman]:
 
 def busybox_root_tar(path: Path) -> Path:
     """A tiny root filesystem with the host's static busybox, for ``podman import``."""
-    from pylxcore.bases import busybox_path
+    from pylxcore.build.bases import busybox_path
 
     root = path.parent / "podman-rootfs"
     for d in ("bin", "etc", "tmp", "proc", "sys", "dev"):

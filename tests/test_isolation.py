@@ -20,8 +20,8 @@ from typing import Callable
 import pytest
 
 from pylxcore import Engine
-from pylxcore._liblxc import tool
-from pylxcore.containers import Container, ExecResult
+from pylxcore.runtime.containers import Container, ExecResult
+from pylxcore.runtime.liblxc import tool
 
 SLEEPER = ["sleep", "3600"]
 

@@ -16,7 +16,7 @@ import pytest
 
 from pylxcore import Engine, Limits
 from pylxcore.errors import LimitError
-from pylxcore.limits import host_layout
+from pylxcore.runtime.limits import host_layout
 from tests.conftest import IN_CI, until
 
 SLEEPER = ["sleep", "3600"]

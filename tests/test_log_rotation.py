@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from pylxcore import Engine, SpecError
-from pylxcore._shim import RECORD, _Log
 from pylxcore.cli import main
-from pylxcore.containers import DEFAULT_LOG_MAX_FILES, DEFAULT_LOG_MAX_SIZE, Container, _LogCursor
+from pylxcore.runtime.containers import DEFAULT_LOG_MAX_FILES, DEFAULT_LOG_MAX_SIZE, Container, _LogCursor
+from pylxcore.supervisor.shim import RECORD, _Log
 
 
 def log_files(c: Container) -> dict[str, Path]:

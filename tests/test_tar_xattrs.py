@@ -11,7 +11,7 @@ import tarfile
 from pathlib import Path
 
 from pylxcore import Engine, Image
-from pylxcore.bases import busybox_path
+from pylxcore.build.bases import busybox_path
 
 FORBIDDEN = {
     "etc": {"trusted.overlay.opaque": "y", "user.overlay.opaque": "y"},

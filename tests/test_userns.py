@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from pylxcore import Engine, LXCError, Mount
-from pylxcore import userns as userns_module
-from pylxcore.bases import tree_digest
-from pylxcore.userns import subordinate_ids
+from pylxcore.build.bases import tree_digest
+from pylxcore.runtime import userns as userns_module
+from pylxcore.runtime.userns import subordinate_ids
 from tests.conftest import until
 
 SLEEPER = ["sleep", "3600"]

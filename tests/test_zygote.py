@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from pylxcore import Engine, Image
-from pylxcore._shim import ZYGOTE_IDLE
+from pylxcore.supervisor.shim import ZYGOTE_IDLE
 from tests.conftest import _our_cgroups, _our_mounts, require_lxc, until
 
 SLEEPER = ["sleep", "3600"]

@@ -15,10 +15,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .build import BuildEvent, StepResult
-    from .containers import Container, ContainerState, ExecResult, ExecStream, LogEntry, Stats
-    from .engine import Engine, PruneReport
-    from .errors import (
+    from pylxcore.build.builder import BuildEvent, StepResult
+    from pylxcore.engine import Engine, PruneReport
+    from pylxcore.errors import (
         BuildError,
         Conflict,
         ContainerError,
@@ -33,21 +32,22 @@ if TYPE_CHECKING:
         StorageError,
         TimeoutExpired,
     )
-    from .images import BuiltImage, ImageConfig
-    from .spec import Image, Layer, Limits, Mount
+    from pylxcore.images import BuiltImage, ImageConfig
+    from pylxcore.runtime.containers import Container, ContainerState, ExecResult, ExecStream, LogEntry, Stats
+    from pylxcore.spec import Image, Layer, Limits, Mount
 
 # The public names, and the module each lives in. They load on first use
 # (PEP 562): the command line answers an unchanged build from its stamp
 # without paying for attrs, PyYAML and the rest.
 _HOMES = {
-    "BuildEvent": "build",
-    "StepResult": "build",
-    "Container": "containers",
-    "ContainerState": "containers",
-    "ExecResult": "containers",
-    "ExecStream": "containers",
-    "LogEntry": "containers",
-    "Stats": "containers",
+    "BuildEvent": "build.builder",
+    "StepResult": "build.builder",
+    "Container": "runtime.containers",
+    "ContainerState": "runtime.containers",
+    "ExecResult": "runtime.containers",
+    "ExecStream": "runtime.containers",
+    "LogEntry": "runtime.containers",
+    "Stats": "runtime.containers",
     "Engine": "engine",
     "PruneReport": "engine",
     "BuildError": "errors",

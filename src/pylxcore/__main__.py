@@ -8,12 +8,12 @@ import sys
 def main() -> int:
     """The command line. An unchanged ``build`` is answered from its stamp
     (see _buildstamp) before the library, and its ~100 ms of imports, loads."""
-    from ._buildstamp import fast_build
+    from pylxcore.build.stamp import fast_build
 
     code = fast_build(sys.argv[1:])
     if code is not None:
         return code
-    from .cli import main as cli_main
+    from pylxcore.cli import main as cli_main
 
     return cli_main()
 

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import attrs
 
-from ._liblxc import available
-from .containers import ContainerCollection
-from .errors import ContainerNotFound, InvalidState, LXCError
-from .fsck import CheckReport, check
-from .images import ImageCollection
-from .store import Store
+from pylxcore.errors import ContainerNotFound, InvalidState, LXCError
+from pylxcore.images import ImageCollection
+from pylxcore.runtime.containers import ContainerCollection
+from pylxcore.runtime.liblxc import available
+from pylxcore.store import Store
+from pylxcore.store.check import CheckReport, check
 
 DEFAULT_ROOT = "/var/lib/pylxcore"
 
@@ -105,8 +105,8 @@ class Engine:
     def prune(self) -> PruneReport:
         """Remove stopped containers, untagged images no container uses, and
         layers nothing references. Returns what was freed. Raises StorageError."""
-        from ._buildstamp import STAMPS
-        from .store import dir_size, rmtree
+        from pylxcore.build.stamp import STAMPS
+        from pylxcore.store import dir_size, rmtree
 
         containers = []
         for c in self.containers.list(all=True):

@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from .build import Builder, BuildEvent, Progress, StepResult, _emitter
-from .errors import Conflict, ImageNotFound, SpecError
-from .spec import Image, Limits, validate_image_ref
+from pylxcore.build.builder import Builder, BuildEvent, Progress, StepResult, _emitter
+from pylxcore.errors import Conflict, ImageNotFound, SpecError
+from pylxcore.spec import Image, Limits, validate_image_ref
 
 if TYPE_CHECKING:
-    from .engine import Engine
+    from pylxcore.engine import Engine
 
 
 @attrs.frozen
@@ -290,11 +290,11 @@ class ImageCollection:
         Raises ImageNotFound, SpecError (unknown format), StorageError.
         """
         if format in ("oci", "oci-archive"):
-            from . import oci
+            from pylxcore.transfer import oci
 
             return oci.export_image(self._engine, ref, Path(path), archive=format == "oci-archive")
         if format in ("lxc", "incus", "rootfs"):
-            from . import lxcimage
+            from pylxcore.transfer import lxcimage
 
             return lxcimage.export_image(self._engine, ref, Path(path), format=format)
         raise SpecError(
@@ -309,6 +309,6 @@ class ImageCollection:
         Raises StorageError (corrupt or unsupported input; nothing half-imported
         stays), SpecError (bad name).
         """
-        from . import oci
+        from pylxcore.transfer import oci
 
         return oci.import_image(self._engine, Path(path), name=name)

@@ -14,8 +14,8 @@ import stat
 from pathlib import Path
 from typing import Callable
 
-from .errors import BuildError
-from .store import canonical_json, sha256_hex
+from pylxcore.errors import BuildError
+from pylxcore.store import canonical_json, sha256_hex
 
 # Bumped when what a base produces changes, so old cached bases are not reused.
 _RECIPE = 1

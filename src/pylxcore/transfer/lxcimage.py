@@ -35,14 +35,14 @@ from typing import TYPE_CHECKING, Any, Callable, Collection, Iterator, Sequence
 
 import yaml
 
-from .errors import SpecError, StorageError
-from .lxcconfig import DEFAULT_PATH
-from .oci import TreeTarWriter, iter_layer_paths
-from .rootfs import LayerStack, is_opaque
-from .store import rmtree
+from pylxcore.errors import SpecError, StorageError
+from pylxcore.runtime.lxcconfig import DEFAULT_PATH
+from pylxcore.runtime.rootfs import LayerStack, is_opaque
+from pylxcore.store import rmtree
+from pylxcore.transfer.oci import TreeTarWriter, iter_layer_paths
 
 if TYPE_CHECKING:
-    from .engine import Engine
+    from pylxcore.engine import Engine
 
 FORMATS = ("lxc", "incus", "rootfs")
 
@@ -171,7 +171,7 @@ def _os_release(layers: Sequence[Path]) -> dict[str, str]:
 
 def lxc_config(record: dict[str, Any], layers: Sequence[Path], title: str) -> str:
     """The ``config`` file of the meta tarball (LXC_* words are filled in by lxc-local)."""
-    from .containers import _lookup_user
+    from pylxcore.runtime.containers import _lookup_user
 
     cfg = record["config"]
     lines = [

@@ -12,8 +12,8 @@ from typing import Literal
 
 import attrs
 
-from .errors import LimitError
-from .spec import Limits
+from pylxcore.errors import LimitError
+from pylxcore.spec import Limits
 
 CPU_PERIOD_US = 100_000
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 
-from .errors import LXCError
+from pylxcore.errors import LXCError
 
 MAX_IDS = 65536
 

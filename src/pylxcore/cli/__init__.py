@@ -25,13 +25,13 @@ from typing import Any, Callable, Iterable, Sequence, TextIO
 
 import attrs
 
-from . import __version__
-from ._buildstamp import write_stamp
-from .containers import PROGRAM_NOT_FOUND, Container, ContainerState, Stats
-from .engine import Engine
-from .errors import BuildError, ContainerNotFound, ImageNotFound, NotFound, PylxcoreError, SpecError
-from .images import BuiltImage
-from .spec import Image, Limits, Mount
+from pylxcore import __version__
+from pylxcore.build.stamp import write_stamp
+from pylxcore.engine import Engine
+from pylxcore.errors import BuildError, ContainerNotFound, ImageNotFound, NotFound, PylxcoreError, SpecError
+from pylxcore.images import BuiltImage
+from pylxcore.runtime.containers import PROGRAM_NOT_FOUND, Container, ContainerState, Stats
+from pylxcore.spec import Image, Limits, Mount
 
 EXIT_OK = 0
 EXIT_ERROR = 1

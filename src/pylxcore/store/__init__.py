@@ -40,8 +40,8 @@ from typing import Any, Callable, Iterator
 
 import attrs
 
-from . import _shim
-from .errors import StorageError
+from pylxcore.errors import StorageError
+from pylxcore.supervisor import shim as _shim
 
 SHORT_ID_LEN = 12
 _LAYOUT_VERSION = 1

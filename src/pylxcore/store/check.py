@@ -24,12 +24,12 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from . import _shim
-from .limits import host_layout
-from .store import Store, owner_alive, read_json, rmtree, strip_digest
+from pylxcore.runtime.limits import host_layout
+from pylxcore.store import Store, owner_alive, read_json, rmtree, strip_digest
+from pylxcore.supervisor import shim as _shim
 
 if TYPE_CHECKING:
-    from .engine import Engine
+    from pylxcore.engine import Engine
 
 
 @attrs.frozen

@@ -15,7 +15,7 @@ import stat
 from pathlib import Path
 from typing import Sequence
 
-from .errors import SpecError, StorageError
+from pylxcore.errors import SpecError, StorageError
 
 # One mount's options must fit one page; keep a margin for the rest of them.
 _MOUNT_OPTIONS_MAX = 4096 - 64

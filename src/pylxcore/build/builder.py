@@ -21,14 +21,15 @@ from typing import Any, Callable, Generator, Iterator, Literal, Sequence, Union
 
 import attrs
 
-from . import _liblxc, bases
-from ._log import log
-from .errors import BuildError, ImageNotFound, SpecError, StorageError
-from .limits import host_layout
-from .lxcconfig import RunConfig, render, split_env
-from .rootfs import DIR_FLAGS, LayerStack, make_dir, open_dirs, overlay_spec
-from .spec import Image, Layer, resolve_copy_source
-from .store import Store, canonical_json, disk_full, rmtree, sha256_hex
+from pylxcore._log import log
+from pylxcore.build import bases
+from pylxcore.errors import BuildError, ImageNotFound, SpecError, StorageError
+from pylxcore.runtime import liblxc as _liblxc
+from pylxcore.runtime.limits import host_layout
+from pylxcore.runtime.lxcconfig import RunConfig, render, split_env
+from pylxcore.runtime.rootfs import DIR_FLAGS, LayerStack, make_dir, open_dirs, overlay_spec
+from pylxcore.spec import Image, Layer, resolve_copy_source
+from pylxcore.store import Store, canonical_json, disk_full, rmtree, sha256_hex
 
 # How many output lines a BuildError carries.
 _TAIL = 20
@@ -467,7 +468,7 @@ class Builder:
         return image_id, record, results
 
     def _base_image(self, ref: str) -> dict[str, Any]:
-        from .spec import validate_image_ref
+        from pylxcore.spec import validate_image_ref
 
         name = validate_image_ref(ref)
         image_id = self.store.read_refs().get(name)

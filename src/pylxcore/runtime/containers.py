@@ -35,9 +35,8 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping, NamedTuple, NoReturn, 
 
 import attrs
 
-from . import _liblxc, _shim, validate
-from ._log import log
-from .errors import (
+from pylxcore._log import log
+from pylxcore.errors import (
     Conflict,
     ContainerError,
     ContainerNotFound,
@@ -49,16 +48,18 @@ from .errors import (
     StorageError,
     TimeoutExpired,
 )
-from .limits import host_layout
-from .lxcconfig import DEFAULT_PATH, SECCOMP_PROFILE, RunConfig, render, split_env
-from .rootfs import LayerStack, make_target, overlay_spec
-from .spec import Limits, Mount, parse_size, validate_container_name
-from .store import atomic_write, canonical_json, read_json, rmtree
-from .userns import subordinate_ids
-from .userns import write_spec as write_userns_spec
+from pylxcore.runtime import liblxc as _liblxc
+from pylxcore.runtime.limits import host_layout
+from pylxcore.runtime.lxcconfig import DEFAULT_PATH, SECCOMP_PROFILE, RunConfig, render, split_env
+from pylxcore.runtime.rootfs import LayerStack, make_target, overlay_spec
+from pylxcore.runtime.userns import subordinate_ids
+from pylxcore.runtime.userns import write_spec as write_userns_spec
+from pylxcore.spec import Limits, Mount, parse_size, validate, validate_container_name
+from pylxcore.store import atomic_write, canonical_json, read_json, rmtree
+from pylxcore.supervisor import shim as _shim
 
 if TYPE_CHECKING:
-    from .engine import Engine
+    from pylxcore.engine import Engine
 
 _SHIM = str(Path(_shim.__file__).resolve())
 _SHIM_PROGRAMS: dict[Path, str] = {}
@@ -1485,7 +1486,7 @@ class ContainerCollection:
         self, d: Path, layers: Sequence[str], ids: tuple[int, int, int, int], keep: Sequence[str]
     ) -> None:
         """The dirs a user-namespaced container's supervisor mounts on (see
-        pylxcore.userns): one per layer, and the overlay's work dir.
+        pylxcore.runtime.userns): one per layer, and the overlay's work dir.
         The writable layer's top belongs to the container's root."""
         (d / "work").mkdir()
         (d / "lower").mkdir()
@@ -1662,7 +1663,7 @@ class ContainerCollection:
             if not clean:
                 # A supervisor that was killed leaves lxc-execute and the payload
                 # running with nobody to read their output: end them with it.
-                from .fsck import _kill_and_reap, _lxc_processes  # noqa: PLC0415
+                from pylxcore.store.check import _kill_and_reap, _lxc_processes  # noqa: PLC0415
 
                 for pid, argv in _lxc_processes(self._store.containers_dir):
                     if "-n" in argv[:-1] and argv[argv.index("-n") + 1] == name:
@@ -1680,7 +1681,7 @@ class ContainerCollection:
         """liblxc removes a container's cgroups when it stops; this sweeps what a
         crash may have left, killing what still lives there (the payload of a
         monitor that was killed)."""
-        from .fsck import remove_cgroups  # noqa: PLC0415
+        from pylxcore.store.check import remove_cgroups  # noqa: PLC0415
 
         remove_cgroups(self._cgroup_dir(name))
 

@@ -39,18 +39,17 @@ import zlib
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Iterator
 
-from . import validate
-from .bases import LOCAL_XATTRS, OVERLAY_XATTR_PREFIXES
-from .build import step_key
-from .errors import SpecError, StorageError
-from .lxcconfig import DEFAULT_PATH
-from .rootfs import is_opaque, is_whiteout
-from .spec import Limits, validate_image_ref
-from .store import Store, atomic_write, canonical_json, rmtree, sha256_hex
+from pylxcore.build.bases import LOCAL_XATTRS, OVERLAY_XATTR_PREFIXES
+from pylxcore.build.builder import step_key
+from pylxcore.errors import SpecError, StorageError
+from pylxcore.runtime.lxcconfig import DEFAULT_PATH
+from pylxcore.runtime.rootfs import is_opaque, is_whiteout
+from pylxcore.spec import Limits, validate, validate_image_ref
+from pylxcore.store import Store, atomic_write, canonical_json, rmtree, sha256_hex
 
 if TYPE_CHECKING:
-    from .engine import Engine
-    from .images import BuiltImage
+    from pylxcore.engine import Engine
+    from pylxcore.images import BuiltImage
 
 log = logging.getLogger("pylxcore")
 
@@ -64,7 +63,7 @@ INDEX_TYPES = (MEDIA_INDEX, DOCKER_MANIFEST_LIST)
 
 ANNOTATION_REF_NAME = "org.opencontainers.image.ref.name"
 ANNOTATION_CONTAINERD_NAME = "io.containerd.image.name"
-ANNOTATION_LIMITS = "io.pylxcore.limits"
+ANNOTATION_LIMITS = "io.pylxcore.runtime.limits"
 ANNOTATION_IMAGE_ID = "io.pylxcore.image.id"
 
 WHITEOUT_PREFIX = ".wh."
@@ -1072,7 +1071,7 @@ def _record_config(config: dict[str, Any], limits_json: str | None) -> dict[str,
     """pylxcore's image config from an OCI one (Entrypoint + Cmd become cmd).
 
     An archive is foreign input: every field goes through the same
-    validators as a spec's (pylxcore.validate). Raises SpecError naming the
+    validators as a spec's (pylxcore.spec.validate). Raises SpecError naming the
     field (``config.Env[2]``, ``config.WorkingDir``, …).
     """
     c = config.get("config") or {}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any, Mapping, Sequence
 
-from .errors import LXCError
+from pylxcore.errors import LXCError
 
 _lxc: Any = None
 

@@ -13,10 +13,10 @@ from typing import Literal, Mapping, Sequence
 
 import attrs
 
-from .errors import SpecError
-from .limits import CgroupLayout, cgroup_keys
-from .spec import Limits, Mount
-from .validate import has_control_chars
+from pylxcore.errors import SpecError
+from pylxcore.runtime.limits import CgroupLayout, cgroup_keys
+from pylxcore.spec import Limits, Mount
+from pylxcore.spec.validate import has_control_chars
 
 # Docker's default capability set, without MKNOD: device nodes have no use in
 # an application container and a block-device mknod is a classic first step out.

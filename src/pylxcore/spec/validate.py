@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .errors import SpecError
+from pylxcore.errors import SpecError
 
 __all__ = [
     "absolute_path",

@@ -21,8 +21,8 @@ from typing import Any, NoReturn
 
 import attrs
 
-from pylxcore import validate
 from pylxcore.errors import SpecError
+from pylxcore.spec import validate
 
 
 class _LazyYaml:

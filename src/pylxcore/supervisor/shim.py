@@ -354,7 +354,7 @@ def userns_rootfs(ctrdir: str) -> None:
     """Mount a user-namespaced container's root at USERNS_ROOTFS, in a mount
     namespace of this process's own (lxc-execute inherits it): each image
     layer idmapped to the container's ids, the overlay over them with the
-    container's writable layer on top. See pylxcore.userns. Raises OSError."""
+    container's writable layer on top. See pylxcore.runtime.userns. Raises OSError."""
     import ctypes  # noqa: PLC0415  (only user-namespaced containers need it)
 
     with open(os.path.join(ctrdir, "userns.spec")) as fh:

@@ -31,9 +31,9 @@ import zlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .engine import Engine
-    from .images import BuiltImage
-    from .spec import Image
+    from pylxcore.engine import Engine
+    from pylxcore.images import BuiltImage
+    from pylxcore.spec import Image
 
 FORMAT = 1
 STAMPS = os.path.join("cache", "build-stamps")
@@ -161,8 +161,8 @@ def fast_build(argv: list[str]) -> int | None:
 
 def _inputs(image: Image, engine: Engine) -> tuple[list[str], dict[str, str]]:
     """The paths a build of ``image`` read, and the image refs its base named."""
-    from .bases import busybox_path  # noqa: PLC0415
-    from .spec import resolve_copy_source  # noqa: PLC0415
+    from pylxcore.build.bases import busybox_path  # noqa: PLC0415
+    from pylxcore.spec import resolve_copy_source  # noqa: PLC0415
 
     paths = _own_inputs()
     base_refs: dict[str, str] = {}
@@ -194,7 +194,7 @@ def write_stamp(engine: Engine, yaml_path: str, tags: list[str], image: Image, b
     Best effort: a stamp that cannot be written only costs the next build time."""
     from pathlib import Path  # noqa: PLC0415
 
-    from .store import atomic_write  # noqa: PLC0415
+    from pylxcore.store import atomic_write  # noqa: PLC0415
 
     root = str(engine.store.root)
     yaml_path = os.path.abspath(yaml_path)

@@ -1,0 +1,1 @@
+"""Images in and out of the store: OCI layouts and archives, LXC and Incus exports."""
