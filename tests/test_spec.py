@@ -22,6 +22,7 @@ from pylxcore.spec import (
     validate_container_name,
     validate_image_ref,
 )
+from pylxcore.spec.sizes import compact_size, human_size
 
 BAD_YAML = pathlib.Path(__file__).parent / "bad_yaml"
 
@@ -62,6 +63,19 @@ def test_parse_size_bad(value: object) -> None:
         parse_size(value, key="limits.memory")  # type: ignore[arg-type]
     assert info.value.key == "limits.memory"
     assert repr(value) in str(info.value)
+
+
+@pytest.mark.parametrize("size", [1, 1000, 1023, 1024, 1536, 64 << 20, (1 << 40) + 1024, 5 << 50, 2**63 - 1])
+def test_compact_size_reads_back_exactly(size: int) -> None:
+    assert parse_size(compact_size(size)) == size
+
+
+def test_sizes_for_specs_and_for_people() -> None:
+    assert (compact_size(64 << 20), compact_size(3 << 30), compact_size(1536)) == ("64M", "3G", 1536)
+    assert (human_size(0), human_size(999), human_size(2056192)) == ("0B", "999B", "2.056MB")
+    assert human_size(64 << 20, binary=True) == "64MiB"
+    assert human_size(1536, binary=True) == "1.5KiB"
+    assert human_size(5 << 50, binary=True) == "5120TiB"
 
 
 # --------------------------------------------------------------------------
@@ -210,6 +224,19 @@ def test_limits_memory_swap_must_cover_memory() -> None:
     assert info.value.key == "limits.memory_swap"
     assert Limits(memory="1G", memory_swap="1G").memory_swap == 1 << 30
     assert Limits(memory="1G", memory_swap=-1).memory_swap == -1
+
+
+def test_limits_swap_is_the_part_beyond_memory() -> None:
+    assert Limits(memory="64M").swap() is None
+    assert Limits(memory="64M", memory_swap="192M").swap() == 128 << 20
+    assert Limits(memory="64M", memory_swap="64M").swap() == 0
+    assert Limits(memory_swap=-1).swap() == -1
+    # An override may set memory_swap alone; the limits a container runs with may not.
+    partial = Limits(memory_swap="128M")
+    with pytest.raises(SpecError, match="memory_swap needs memory") as info:
+        partial.swap()
+    assert info.value.key == "limits.memory_swap"
+    assert Limits(memory="64M").merged(partial).swap() == 64 << 20
 
 
 def test_limits_from_dict_errors_use_the_given_key() -> None:

@@ -27,12 +27,14 @@ __all__ = [
     "has_control_chars",
     "labels",
     "relative_path",
+    "type_name",
     "user",
     "workdir",
 ]
 
 
 def type_name(value: object) -> str:
+    """The name of ``value``'s type, for messages that say what was given ("got 5 (int)")."""
     return type(value).__name__
 
 

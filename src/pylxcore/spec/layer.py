@@ -1,0 +1,228 @@
+"""The Layer value: one build step (run, copy, env or workdir), its cache identity and its display forms."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+import attrs
+
+import pylxcore.spec.validate as validate
+from pylxcore.errors import SpecError
+
+__all__ = ["LAYER_KINDS", "NETWORKS", "Layer"]
+
+LAYER_KINDS = ("run", "copy", "env", "workdir")
+NETWORKS = ("host", "none")
+
+
+def _convert_env_pairs(value: object) -> tuple[tuple[str, str], ...]:
+    # Sorted so that the same variables in another order are the same step
+    # (same cache key): an ENV step sets them all at once.
+    return tuple(sorted(validate.env(value).items()))
+
+
+def _convert_script(value: object) -> str:
+    if not isinstance(value, str):
+        raise SpecError(
+            f"expected a shell script string, got {value!r} ({validate.type_name(value)})", key="run"
+        )
+    # YAML "|" blocks end with a newline that "run: x" does not have; both are
+    # the same step and must share a cache key.
+    return value.rstrip("\n")
+
+
+def _convert_mode(value: object) -> int | None:
+    if value is None:
+        return None
+    # The one rule for modes: the YAML reader hands over the text as written
+    # ("644", "0o644") and this reads it like chmod does.
+    expected = "expected octal permission bits from 0 to 0o7777, as an int or digits like '0644'"
+    mode: object = value
+    if isinstance(value, str):
+        digits = value[2:] if value[:2].lower() == "0o" else value
+        if not re.fullmatch(r"[0-7]+", digits):
+            raise SpecError(f"{expected}, got {value!r}", key="copy.mode")
+        mode = int(digits, 8)
+    if isinstance(mode, bool) or not isinstance(mode, int):
+        raise SpecError(f"{expected}, got {value!r} ({validate.type_name(value)})", key="copy.mode")
+    if not 0 <= mode <= 0o7777:
+        raise SpecError(f"{expected}, got {value!r}", key="copy.mode")
+    return mode
+
+
+def _shell_quote_env(value: str) -> str:
+    # Dockerfile-like display: bare when safe, else a JSON string (one line,
+    # newlines escaped).
+    if value and re.fullmatch(r"[A-Za-z0-9_./:@%+,=-]+", value):
+        return value
+    import json  # deferred: only display needs it
+
+    return json.dumps(value, ensure_ascii=False)
+
+
+@attrs.frozen(repr=False)
+class Layer:
+    """One build step: ``run`` a script, ``copy`` from the context, set ``env``, or set ``workdir``.
+
+    Make layers with the constructors :meth:`run`, :meth:`copy`, :meth:`env`
+    and :meth:`workdir`. Only the fields of the layer's ``kind`` may be set.
+    The variables of an env layer are in :attr:`env_pairs`, a sorted tuple
+    of ``(name, value)`` (the name ``env`` is taken by the constructor).
+
+    Error keys are relative to the layer, as in the YAML form: ``run``,
+    ``network``, ``copy.src``, ``copy.dest``, ``copy.mode``, ``env.NAME``,
+    ``workdir``; an Image prefixes them with ``layers[i].``.
+
+    Raises:
+        SpecError: for an unknown kind, a field that does not belong to the
+            kind, or a bad value.
+    """
+
+    kind: str
+    script: str = attrs.field(default="", converter=_convert_script)
+    network: str = "host"
+    src: str = ""
+    dest: str = ""
+    mode: int | None = attrs.field(default=None, converter=_convert_mode)
+    env_pairs: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_convert_env_pairs)
+    path: str = ""
+
+    def __attrs_post_init__(self) -> None:
+        if self.kind not in LAYER_KINDS:
+            raise SpecError(
+                f"unknown layer kind {self.kind!r}; expected one of {', '.join(LAYER_KINDS)}", key="kind"
+            )
+        # A field of another kind would silently do nothing; it must not
+        # even exist, so canonical() never has to decide whether it counts.
+        used = {
+            "run": ("script", "network"),
+            "copy": ("src", "dest", "mode"),
+            "env": ("env_pairs",),
+            "workdir": ("path",),
+        }[self.kind]
+        for f in attrs.fields(Layer):
+            if f.name != "kind" and f.name not in used and getattr(self, f.name) != f.default:
+                raise SpecError(f"field {f.name!r} does not apply to a {self.kind} layer", key=self.kind)
+        if self.kind == "run":
+            if not self.script.strip():
+                raise SpecError("the script is empty", key="run")
+            if "\0" in self.script:
+                raise SpecError("the script contains a NUL character", key="run")
+            if self.network not in NETWORKS:
+                raise SpecError(
+                    f"invalid network {self.network!r}; expected one of {', '.join(NETWORKS)}", key="network"
+                )
+        elif self.kind == "copy":
+            validate.relative_path(self.src, "copy.src")
+            if self.dest == "":
+                raise SpecError(
+                    "missing destination: copy needs an absolute dest inside the image", key="copy.dest"
+                )
+            validate.absolute_path(self.dest, "copy.dest", allow_dotdot=False)
+        elif self.kind == "env":
+            if not self.env_pairs:
+                raise SpecError("an env layer needs at least one variable", key="env")
+        else:
+            validate.workdir(self.path)
+
+    @classmethod
+    def run(cls, script: str, *, network: str = "host") -> Layer:
+        """A shell script run with ``/bin/sh -e`` as root in the image's workdir.
+
+        ``network`` is ``"host"`` (like ``docker build``) or ``"none"``.
+
+        Raises:
+            SpecError: for an empty or blank script or an unknown network.
+        """
+        return cls(kind="run", script=script, network=network)
+
+    @classmethod
+    def copy(cls, src: str, dest: str, *, mode: int | str | None = None) -> Layer:
+        """Copy ``src`` (relative to the build context) to ``dest`` (absolute in the image).
+
+        A ``dest`` ending in ``/`` means "into this directory". ``mode`` sets
+        the permission bits of the copied files (int, or octal digits "0644").
+
+        Raises:
+            SpecError: for an absolute ``src`` or one with ``..``, a relative
+                ``dest``, or a mode outside 0..0o7777.
+        """
+        return cls(kind="copy", src=src, dest=dest, mode=mode)
+
+    @classmethod
+    def env(cls, values: Mapping[str, str] | None = None, /, **kwargs: str) -> Layer:
+        """Set environment variables: ``Layer.env(A="1")`` or ``Layer.env({"A": "1"})``.
+
+        Raises:
+            SpecError: (key ``env.NAME``) for a bad name or a non-str value,
+                or when no variable is given.
+        """
+        merged: dict[str, str] = dict(values or {})
+        merged.update(kwargs)
+        return cls(kind="env", env_pairs=merged)
+
+    @classmethod
+    def workdir(cls, path: str) -> Layer:
+        """Set the working directory of later steps and of containers.
+
+        Raises:
+            SpecError: if ``path`` is not absolute.
+        """
+        return cls(kind="workdir", path=path)
+
+    def instruction(self) -> str:
+        """A one-line, Dockerfile-like text for display: ``RUN mkdir -p /www``, ``COPY site/ /www/``."""
+        if self.kind == "run":
+            flag = "--network=none " if self.network == "none" else ""
+            return "RUN " + flag + self.script.replace("\r", "\\r").replace("\n", "\\n")
+        if self.kind == "copy":
+            flag = f"--chmod={self.mode:04o} " if self.mode is not None else ""
+            return f"COPY {flag}{self.src} {self.dest}"
+        if self.kind == "env":
+            return "ENV " + " ".join(f"{name}={_shell_quote_env(value)}" for name, value in self.env_pairs)
+        return f"WORKDIR {self.path}"
+
+    def canonical(self) -> dict[str, object]:
+        """The fields that define this step, as a JSON-serializable dict (for cache keys).
+
+        Every field of the kind is present even at its default (a run layer
+        always says its network), so the key records what the step does, not
+        how it was spelled.
+        """
+        if self.kind == "run":
+            return {"kind": "run", "script": self.script, "network": self.network}
+        if self.kind == "copy":
+            return {"kind": "copy", "src": self.src, "dest": self.dest, "mode": self.mode}
+        if self.kind == "env":
+            return {"kind": "env", "env": [[name, value] for name, value in self.env_pairs]}
+        return {"kind": "workdir", "path": self.path}
+
+    def to_yaml_obj(self) -> object:
+        """The YAML form of this layer (a mapping with one kind key), as plain Python values."""
+        if self.kind == "run":
+            data: dict[str, object] = {"run": self.script}
+            if self.network != "host":
+                data["network"] = self.network
+            return data
+        if self.kind == "copy":
+            spec: dict[str, object] = {"src": self.src, "dest": self.dest}
+            if self.mode is not None:
+                # A string, so a reader never has to guess between YAML 1.1
+                # octal (0644) and decimal.
+                spec["mode"] = f"{self.mode:04o}"
+            return {"copy": spec}
+        if self.kind == "env":
+            return {"env": dict(self.env_pairs)}
+        return {"workdir": self.path}
+
+    def __repr__(self) -> str:
+        if self.kind == "run":
+            extra = f", network={self.network!r}" if self.network != "host" else ""
+            return f"Layer.run({self.script!r}{extra})"
+        if self.kind == "copy":
+            extra = f", mode=0o{self.mode:o}" if self.mode is not None else ""
+            return f"Layer.copy({self.src!r}, {self.dest!r}{extra})"
+        if self.kind == "env":
+            return f"Layer.env({dict(self.env_pairs)!r})"
+        return f"Layer.workdir({self.path!r})"
