@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pylxcore import Engine, Image, Layer, Mount, SpecError
-from pylxcore.transfer.oci import _record_config
+from pylxcore.transfer.imageconfig import record_config
 
 # liblxc reads its config line by line; split at every control character, so
 # that a line any of them could start is seen as a line of its own here.
@@ -286,7 +286,7 @@ def test_archive_config_fields_are_validated(
 
     config = {"config": {"Env": env, "WorkingDir": workdir, "User": user, "Cmd": cmd, "Labels": labels}}
     try:
-        record = _record_config(config, None)
+        record = record_config(config, None)
     except SpecError as err:
         assert err.key.startswith("config.")
         return

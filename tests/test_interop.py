@@ -28,8 +28,8 @@ import pytest
 import yaml
 
 from pylxcore import Engine, Image, SpecError, StorageError
+from pylxcore.transfer.imageconfig import host_platform
 from pylxcore.transfer.lxcimage import lxc_arch
-from pylxcore.transfer.oci import host_platform
 from tests.conftest import IN_CI
 
 APP = "interop/app:1"

@@ -37,9 +37,10 @@ import yaml
 
 from pylxcore.errors import SpecError, StorageError
 from pylxcore.runtime.lxcconfig import DEFAULT_PATH
-from pylxcore.runtime.rootfs import LayerStack, is_opaque
+from pylxcore.runtime.rootfs import LayerStack, is_opaque, is_whiteout
+from pylxcore.runtime.users import lookup_user
 from pylxcore.store import rmtree
-from pylxcore.transfer.oci import TreeTarWriter, iter_layer_paths
+from pylxcore.transfer.layertar import TreeTarWriter, layer_trees
 
 if TYPE_CHECKING:
     from pylxcore.engine import Engine
@@ -83,7 +84,7 @@ def merged_entries(
                 if name in children or name in hidden:
                     continue
                 child_st = os.lstat(here / name)
-                if stat.S_ISCHR(child_st.st_mode) and child_st.st_rdev == 0:
+                if is_whiteout(child_st):
                     hidden.add(name)
                     continue
                 children[name] = (len(used) - 1, here / name, child_st)
@@ -171,8 +172,6 @@ def _os_release(layers: Sequence[Path]) -> dict[str, str]:
 
 def lxc_config(record: dict[str, Any], layers: Sequence[Path], title: str) -> str:
     """The ``config`` file of the meta tarball (LXC_* words are filled in by lxc-local)."""
-    from pylxcore.runtime.containers import _lookup_user
-
     cfg = record["config"]
     lines = [
         f"# {title}",
@@ -191,7 +190,7 @@ def lxc_config(record: dict[str, Any], layers: Sequence[Path], title: str) -> st
     user = cfg.get("user") or "root"
     if user not in ("root", "0", "0:0"):
         try:
-            uid, gid = _lookup_user(LayerStack(list(reversed(layers))), user)
+            uid, gid = lookup_user(LayerStack(list(reversed(layers))), user)
             lines += [f"lxc.init.uid = {uid}", f"lxc.init.gid = {gid}"]
         except SpecError as err:
             lines.append(f"# (user {user!r} not mapped: {err})")
@@ -314,7 +313,7 @@ def export_image(engine: Engine, ref: str, path: Path, *, format: str) -> Path: 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with store.lock("gc", shared=True):  # no prune while we read the layers
-            layers = list(iter_layer_paths(engine, record["id"]))
+            layers = layer_trees(store, record, ref)
             if format == "lxc":
                 _export_lxc(record, layers, path, title)
             elif format == "incus":
