@@ -122,12 +122,19 @@ def test_build_error_fields_and_nothing_left(engine: Engine) -> None:
             Image("fail/test:2", layers=["echo ok", "echo first; echo second >&2; exit 42", "echo never"])
         )
     err = info.value
-    assert err.layer_index == 1
+    assert (err.step, err.layer_index) == (2, 1), "step as progress numbers it; the index in Image.layers"
     assert err.exit_code == 42
     assert "exit 42" in err.instruction
     assert err.output_tail[-2:] == ["first", "second"]
-    assert "layer 1" in str(err) and "42" in str(err)
+    assert "step 2" in str(err) and "42" in str(err)
     assert set(engine.store.layer_keys()) == layers_before
+
+
+def test_a_failing_base_is_step_0_and_no_layer(engine: Engine, tmp_path: Path) -> None:
+    with pytest.raises(BuildError) as info:
+        engine.images.build(Image("fail/base:1", base=f"tar:{tmp_path}/missing.tar"))
+    assert (info.value.step, info.value.layer_index) == (0, None), info.value
+    assert info.value.instruction.startswith("FROM")
     assert list(engine.store.tmp_dir.iterdir()) == []
     with pytest.raises(ImageNotFound):
         engine.images.get("fail/test:2")

@@ -111,13 +111,17 @@ class InvalidState(PylxcoreError):
 
 
 class BuildError(PylxcoreError):
-    """A layer failed to build.
+    """A build step failed.
 
-    Fields: ``layer_index`` (0 is the first layer after the base), ``instruction``,
-    ``exit_code`` (None when no process ran), ``output_tail`` (last lines of output).
+    Fields: ``step`` (the step's number as progress shows it: 0 is the base,
+    ``i`` is ``Image.layers[i - 1]``), ``layer_index`` (the index in
+    ``Image.layers``, as in the YAML's ``layers[i]``; None when the base
+    failed), ``instruction``, ``exit_code`` (None when no process ran),
+    ``output_tail`` (last lines of output).
     """
 
     reason: str
+    step: int | None
     layer_index: int | None
     instruction: str
     exit_code: int | None
@@ -127,20 +131,21 @@ class BuildError(PylxcoreError):
         self,
         reason: str,
         *,
-        layer_index: int | None = None,
+        step: int | None = None,
         instruction: str = "",
         exit_code: int | None = None,
         output_tail: Sequence[str] = (),
     ) -> None:
         text = reason
-        if layer_index is not None:
-            text = f"layer {layer_index} ({instruction}): {reason}"
+        if step is not None:
+            text = f"step {step} ({instruction}): {reason}"
         if output_tail:
             text += "\n" + "\n".join("  | " + line for line in output_tail)
         super().__init__(
             text,
             reason=reason,
-            layer_index=layer_index,
+            step=step,
+            layer_index=step - 1 if step else None,
             instruction=instruction,
             exit_code=exit_code,
             output_tail=list(output_tail),

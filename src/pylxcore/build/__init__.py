@@ -1,1 +1,5 @@
-"""Building images: the builder and its cache keys, base root filesystems, the CLI's build records."""
+"""Building images: the builder and its cache keys, bases, the build context, build events, build records.
+
+Empty on purpose: the command line imports ``pylxcore.build.record`` alone
+to replay a recorded build, and that loads this file first.
+"""

@@ -2,7 +2,9 @@
 
 Each base has a cache key (what decides its content) and a way to fill a
 fresh directory. ``image:NAME:TAG`` bases are not here: the builder reuses the
-other image's layers as they are.
+other image's layers as they are. What a key was made from is told to a
+``Reads`` (build/recorder.py) as it was read: symlinks followed where the key
+followed them, so a base behind a repointed link is a changed base.
 """
 
 from __future__ import annotations
@@ -11,11 +13,16 @@ import glob
 import os
 import re
 import stat
+import time
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
+from pylxcore.build.record import settled
 from pylxcore.errors import BuildError
 from pylxcore.store import canonical_json, sha256_hex
+
+if TYPE_CHECKING:
+    from pylxcore.build.recorder import Reads
 
 # Bumped when what a base produces changes, so old cached bases are not reused.
 _RECIPE = 1
@@ -34,16 +41,24 @@ Log = Callable[[str], None]
 
 
 # (path, dev, inode, size, mtime, ctime) -> digest: a cached rebuild must not
-# re-read the 2 MB busybox binary (or a base tarball) every time.
+# re-read the 2 MB busybox binary (or a base tarball) every time. Only settled
+# files are kept (see record.settled), as for the build context.
 _DIGESTS: dict[tuple[str, int, int, int, int, int], str] = {}
 
 
-def _file_sha256(path: str) -> str:
+def _file_sha256(path: str, reads: Reads | None = None) -> str:
+    """The sha256 of the file ``path`` (a symlink followed), which ``reads`` learns."""
+    if reads is not None:
+        reads.resolved(path, os.path.realpath(path))
     st = os.stat(path)
     fingerprint = (path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     digest = _DIGESTS.get(fingerprint)
     if digest is None:
-        digest = _DIGESTS[fingerprint] = _hash_file(path)
+        digest = _hash_file(path)
+        if settled(st, time.time_ns()):
+            _DIGESTS[fingerprint] = digest
+    if reads is not None:
+        reads.saw(path, st, follow=True, sha256=digest)
     return digest
 
 
@@ -57,31 +72,75 @@ def _hash_file(path: str) -> str:
     return h.hexdigest()
 
 
-def tree_digest(root: Path) -> str:
-    """A digest of a tree's names, types, modes, owners, link targets and bytes."""
+def _listing(path: str, st: os.stat_result, follow: bool, reads: Reads | None) -> list[str]:
+    """The sorted names in the directory ``path``, stat'ed as ``st`` just before."""
+    try:
+        names = sorted(os.listdir(path))
+    except OSError:
+        # As os.walk does: a folder that cannot be listed adds nothing.
+        if reads is not None:
+            reads.refuse(f"{path} could not be listed")
+        return []
+    if reads is not None:
+        reads.saw(path, st, follow=follow, names=names)
+    return names
+
+
+def tree_digest(root: Path, reads: Reads | None = None) -> str:
+    """A digest of a tree's names, types, modes, owners, link targets and bytes.
+
+    ``root`` is followed if it is a symlink, nothing below it is. Each folder
+    is stat'ed before it is listed, each entry before its bytes are read, and
+    ``reads`` learns them all so.
+    """
     import hashlib  # noqa: PLC0415  (deferred: 4 ms of every import pylxcore)
 
     h = hashlib.sha256()
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for name in sorted(dirnames + filenames):
-            full = os.path.join(dirpath, name)
-            rel = os.path.relpath(full, root)
+    top = os.fspath(root)
+    try:
+        top_st = os.stat(top)
+    except OSError:
+        return h.hexdigest()
+    # Folders still to hash (relative path, names), the next last: the order
+    # of os.walk, each folder's entries before any of its subfolders'.
+    pending = [("", _listing(top, top_st, True, reads))]
+    while pending:
+        rel_dir, names = pending.pop()
+        subdirs = []
+        for name in names:
+            rel = f"{rel_dir}/{name}" if rel_dir else name
+            full = os.path.join(top, rel)
             st = os.lstat(full)
             h.update(f"{rel}\0{st.st_mode:o}\0{st.st_uid}\0{st.st_gid}\0".encode("utf-8", "surrogateescape"))
             if stat.S_ISLNK(st.st_mode):
-                h.update(os.readlink(full).encode("utf-8", "surrogateescape"))
+                target = os.readlink(full)
+                h.update(target.encode("utf-8", "surrogateescape"))
+                if reads is not None:
+                    reads.saw(full, st, follow=False, target=target)
             elif stat.S_ISREG(st.st_mode):
-                h.update(_file_sha256(full).encode())
-            elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
-                h.update(f"{st.st_rdev}".encode())
+                digest = _file_sha256(full)
+                h.update(digest.encode())
+                if reads is not None:
+                    reads.saw(full, st, follow=False, sha256=digest)
+            elif stat.S_ISDIR(st.st_mode):
+                subdirs.append((rel, _listing(full, st, False, reads)))
+            else:
+                if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+                    h.update(f"{st.st_rdev}".encode())
+                if reads is not None:
+                    reads.saw(full, st, follow=False)
             h.update(b"\n")
+        pending.extend(reversed(subdirs))
     return h.hexdigest()
 
 
-def busybox_path() -> str:
+def busybox_path(reads: Reads | None = None) -> str:
+    """The host's busybox binary; ``reads`` learns where it was looked for."""
     for candidate in ("/bin/busybox", "/usr/bin/busybox"):
-        if os.path.exists(candidate):
+        exists = os.path.exists(candidate)
+        if reads is not None:
+            reads.exists(candidate, exists)
+        if exists:
             return candidate
     raise BuildError(
         "base 'busybox' needs the host's busybox-static package (apt-get install busybox-static)"
@@ -140,13 +199,16 @@ def _arch() -> str:
     return out.stdout.strip() or os.uname().machine
 
 
-def base_key(base: str) -> str:
-    """The cache key of a base, "sha256:<hex>". Raises BuildError if its source is missing."""
+def base_key(base: str, reads: Reads | None = None) -> str:
+    """The cache key of a base, "sha256:<hex>"; ``reads`` learns what it was made from.
+    Raises BuildError if its source is missing."""
     kind, _, arg = base.partition(":")
     if base == "busybox":
-        path = busybox_path()
-        ident: dict[str, object] = {"base": "busybox", "busybox": _file_sha256(path)}
+        path = busybox_path(reads)
+        ident: dict[str, object] = {"base": "busybox", "busybox": _file_sha256(path, reads)}
     elif kind == "debian":
+        if reads is not None:
+            reads.refuse("a debian: base's key asks dpkg for the architecture: only a build can")
         ident = {
             "base": "debian",
             "suite": arg,
@@ -157,13 +219,15 @@ def base_key(base: str) -> str:
     elif kind == "dir":
         if not os.path.isdir(arg):
             raise BuildError(f"base {base!r}: {arg} is not a directory")
-        ident = {"base": "dir", "tree": tree_digest(Path(arg))}
+        if reads is not None:
+            reads.resolved(arg, os.path.realpath(arg))
+        ident = {"base": "dir", "tree": tree_digest(Path(arg), reads)}
     elif kind == "tar":
         if not os.path.isfile(arg):
             raise BuildError(f"base {base!r}: {arg} is not a file")
         # The xattrs dropped shape the layer too: a base extracted before
         # they were dropped (or under another list) is not reused.
-        ident = {"base": "tar", "sha256": _file_sha256(arg), "dropped_xattrs": _DROPPED_XATTRS}
+        ident = {"base": "tar", "sha256": _file_sha256(arg, reads), "dropped_xattrs": _DROPPED_XATTRS}
     else:
         raise BuildError(f"unknown base {base!r}")
     ident["recipe"] = _RECIPE

@@ -1,4 +1,4 @@
-"""The builder: cache keys, executing run and copy layers, build events.
+"""The builder: cache keys, and executing the base, run and copy steps of an image.
 
 A step's cache key is ``sha256(parent key, the step's canonical form, and what
 else decides its result)``: for ``run`` the environment and workdir it runs
@@ -8,53 +8,33 @@ layer is stored under its key, so "is it cached?" is "does the key exist?".
 
 from __future__ import annotations
 
-import _signal as signal  # the C module: "signal" builds its enums at import (~1 ms)
 import contextlib
 import errno
 import os
 import shlex
-import stat
-import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Generator, Iterator, Literal, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import attrs
 
-from pylxcore._log import log
 from pylxcore.build import bases
-from pylxcore.errors import BuildError, ImageNotFound, SpecError, StorageError
+from pylxcore.build.copy import copy_digest, copy_into
+from pylxcore.build.progress import BuildEvent, Progress, emitter
+from pylxcore.build.recorder import reads_for_build
+from pylxcore.errors import BuildError, ImageNotFound, StorageError
 from pylxcore.runtime import liblxc as _liblxc
 from pylxcore.runtime.limits import host_layout
 from pylxcore.runtime.lxcconfig import RunConfig, render, split_env
-from pylxcore.runtime.rootfs import DIR_FLAGS, LayerStack, make_dir, open_dirs, overlay_spec
-from pylxcore.spec import Image, Layer, resolve_copy_source
+from pylxcore.runtime.rootfs import LayerStack, overlay_spec
+from pylxcore.spec import Image, Layer
 from pylxcore.store import Store, canonical_json, disk_full, rmtree, sha256_hex
+
+if TYPE_CHECKING:
+    from pylxcore.build.recorder import Reads
 
 # How many output lines a BuildError carries.
 _TAIL = 20
-
-
-@attrs.frozen
-class BuildEvent:
-    """One thing that happened during a build, for ``progress=callable``.
-
-    ``kind`` is "step" (a step starts: ``cached`` says whether it will run),
-    "output" (one line the step printed, in ``line``), "step_done" (with
-    ``seconds``) or "done" (the whole image, with ``image_id``).
-    """
-
-    kind: Literal["step", "output", "step_done", "done"]
-    index: int  # 0 is the base, 1..N the layers
-    total: int
-    instruction: str = ""
-    cached: bool | None = None
-    seconds: float | None = None
-    line: str = ""
-    image_id: str = ""
-
-
-Progress = Union[bool, Callable[[BuildEvent], None], None]
 
 
 @attrs.frozen
@@ -72,268 +52,6 @@ class StepResult:
 
 def step_key(parent: str | None, ident: dict[str, Any]) -> str:
     return "sha256:" + sha256_hex(canonical_json({"parent": parent, "step": ident}))
-
-
-class _Printer:
-    """``progress=True``: docker-build-like lines on stdout."""
-
-    def __init__(self, stream: Any = None) -> None:
-        self.stream = stream or sys.stdout
-
-    def __call__(self, ev: BuildEvent) -> None:
-        if ev.kind == "step":
-            state = "CACHED" if ev.cached else "RUN"
-            text = ev.instruction if len(ev.instruction) <= 100 else ev.instruction[:99] + "…"
-            print(f"Step {ev.index}/{ev.total - 1} : {text}  [{state}]", file=self.stream, flush=True)
-        elif ev.kind == "output":
-            print(f"  | {ev.line}", file=self.stream, flush=True)
-        elif ev.kind == "step_done":
-            print(f"  --> {ev.seconds:.2f}s", file=self.stream, flush=True)
-        elif ev.kind == "done":
-            print(f"Built {ev.image_id[:19]}  ({ev.seconds:.2f}s)", file=self.stream, flush=True)
-
-
-def _logged(ev: BuildEvent) -> None:
-    if ev.kind == "step":
-        log(
-            "debug",
-            "step %d/%d %s (%s)",
-            ev.index,
-            ev.total - 1,
-            ev.instruction,
-            "cached" if ev.cached else "run",
-        )
-    elif ev.kind == "output":
-        log("debug", "step %d: %s", ev.index, ev.line)
-    elif ev.kind == "done":
-        log("info", "built %s in %.2fs", ev.image_id, ev.seconds or 0.0)
-
-
-def _emitter(progress: Progress) -> Callable[[BuildEvent], None]:
-    """Every event goes to the pylxcore logger, and to the printer or callable asked for."""
-    if progress is True:
-        printer: Callable[[BuildEvent], None] = _Printer()
-    elif callable(progress):
-        printer = progress
-    else:
-        return _logged
-
-    def both(ev: BuildEvent) -> None:
-        _logged(ev)
-        printer(ev)
-
-    return both
-
-
-# -- reading the build context ------------------------------------------------------
-#
-# Whoever owns the build context can change it while a build reads it, for
-# instance swap a file for a symlink to /etc/shadow between a check and an
-# open. So nothing is checked and then opened by path: every component is
-# opened relative to its parent directory's fd with O_NOFOLLOW, and the type,
-# mode and bytes used are those of the opened fd. Symlinks are read as links,
-# never followed. The cache digest and the copy walk the source with the same
-# walker, and the copy hashes what it actually wrote: if that is not what the
-# cache key was made from, the layer is not committed.
-
-# O_NONBLOCK and O_NOCTTY: the fd must be the inode an lstat just saw as a
-# regular file; should it be swapped for a fifo or a tty meanwhile, the open
-# must neither block nor take a terminal (the inode check then refuses it).
-_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
-
-
-@attrs.frozen
-class _Entry:
-    """One thing in a copy source, opened (a symlink is only read)."""
-
-    rel: str  # the path under the copy source, "" for the source itself
-    depth: int  # 0 for the source itself
-    st: os.stat_result  # of ``fd``; of the link itself for a symlink
-    fd: int  # -1 for a symlink
-    target: str | None  # a symlink's target
-
-
-def _changed(path: str, key: str) -> SpecError:
-    return SpecError(
-        f"{path} changed while the build was reading it; build again once the context stays put", key=key
-    )
-
-
-def _open_at(dir_fd: int, name: str, shown: str, key: str) -> tuple[int, os.stat_result, str | None]:
-    """Open ``name`` in the directory ``dir_fd`` without following a symlink.
-
-    Returns (fd, fstat of fd, None) for a directory or regular file, and
-    (-1, lstat, target) for a symlink. The lstat only decides how to open (so
-    a fifo or device is refused without being opened); what is used is the
-    fstat of the opened fd, which must be the inode the lstat saw. ``shown``
-    is the path errors name.
-    """
-    try:
-        lst = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-        if stat.S_ISLNK(lst.st_mode):
-            return -1, lst, os.readlink(name, dir_fd=dir_fd)
-        if not (stat.S_ISDIR(lst.st_mode) or stat.S_ISREG(lst.st_mode)):
-            raise SpecError(f"{shown} is not a regular file, directory or symlink", key=key)
-        fd = os.open(name, DIR_FLAGS if stat.S_ISDIR(lst.st_mode) else _FILE_FLAGS, dir_fd=dir_fd)
-    except OSError as err:
-        # Gone (ENOENT), now a symlink (ELOOP, from O_NOFOLLOW), no longer a
-        # directory (ENOTDIR) or no longer a symlink (EINVAL, from readlink).
-        if err.errno in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR, errno.EINVAL):
-            raise _changed(shown, key) from err
-        raise
-    st = os.fstat(fd)
-    if (st.st_dev, st.st_ino) != (lst.st_dev, lst.st_ino):
-        os.close(fd)
-        raise _changed(shown, key)
-    return fd, st, None
-
-
-@contextlib.contextmanager
-def _opened_source(context: Path, src: str, key: str) -> Iterator[tuple[_Entry, str]]:
-    """The copy source ``src`` of ``context``, opened: (its entry, its real path).
-
-    resolve_copy_source applies the rules for ``src`` (relative, no ``..``,
-    inside the context after symlinks, existing) and gives its real path,
-    which has no symlink in it; that path is then opened component by
-    component with O_NOFOLLOW, so a component swapped for a symlink since is
-    refused, not followed.
-    """
-    real = str(resolve_copy_source(context, src, key=key))
-    root = os.path.realpath(context)
-    rel = os.path.relpath(real, root)
-    parts = [] if rel == "." else rel.split("/")
-    if ".." in parts:  # the context itself moved since resolve_copy_source
-        raise _changed(real, key)
-    fd = os.open(root, DIR_FLAGS)  # the context folder itself is the caller's choice
-    try:
-        for part in parts:
-            child, _, target = _open_at(fd, part, real, key)
-            os.close(fd)
-            fd = child
-            if target is not None:
-                raise _changed(real, key)
-        yield _Entry("", 0, os.fstat(fd), fd, None), real
-    finally:
-        if fd >= 0:
-            os.close(fd)
-
-
-def _walk(top: _Entry, base: str, key: str) -> Generator[_Entry, None, None]:
-    """``top``, then for a directory everything under it: depth first, names
-    sorted, each entry opened relative to its parent's fd by ``_open_at``.
-
-    An entry's fd is open until the next entry is asked for, a directory's
-    until its subtree is done; the caller owns ``top.fd``. ``base`` is the
-    real path of ``top``, for error messages. Use it under contextlib.closing
-    so that a consumer's error closes the fds at once.
-    """
-    yield top
-    if not stat.S_ISDIR(top.st.st_mode):
-        return
-    # The open directories, each with the names it has left (reversed: pop() is the next).
-    stack: list[tuple[_Entry, list[str]]] = [(top, sorted(os.listdir(top.fd), reverse=True))]
-    try:
-        while stack:
-            parent, names = stack[-1]
-            if not names:
-                stack.pop()
-                if parent is not top:
-                    os.close(parent.fd)
-                continue
-            name = names.pop()
-            rel = f"{parent.rel}/{name}" if parent.rel else name
-            fd, st, target = _open_at(parent.fd, name, os.path.join(base, rel), key)
-            entry = _Entry(rel, len(stack), st, fd, target)
-            if target is None and stat.S_ISDIR(st.st_mode):
-                try:
-                    children = sorted(os.listdir(fd), reverse=True)
-                except BaseException:
-                    os.close(fd)
-                    raise
-                stack.append((entry, children))  # closed by the loop from here on
-                yield entry
-            else:
-                try:
-                    yield entry
-                finally:
-                    if fd >= 0:
-                        os.close(fd)
-    finally:
-        for parent, _ in stack:
-            if parent is not top:
-                os.close(parent.fd)
-
-
-class _Digest:
-    """What a copy depends on: per entry its path, type, permission bits, and
-    the sha256 of its bytes (a file) or of its target (a symlink). Not owners
-    or times: the copy makes everything root's."""
-
-    def __init__(self) -> None:
-        import hashlib  # noqa: PLC0415  (deferred: 4 ms of every import pylxcore)
-
-        self._h = hashlib.sha256()
-
-    def add(self, entry: _Entry, content: str) -> None:
-        """``content``: as _content_sha256 gives it, or _copy_entry returns it."""
-        if entry.depth == 0 and stat.S_ISDIR(entry.st.st_mode):
-            return  # a directory source's own mode is not copied, only what it holds
-        mode = entry.st.st_mode
-        # content has a fixed length for the type, so names holding "\n" stay unambiguous
-        self._h.update(
-            os.fsencode(f"{entry.rel}\0{stat.S_IFMT(mode):o}\0{stat.S_IMODE(mode):o}\0{content}\n")
-        )
-
-    def hexdigest(self) -> str:
-        return self._h.hexdigest()
-
-
-# (dev, inode, size, mtime, ctime) -> sha256 of a context file: a cached
-# rebuild need not re-read every byte of a large context.
-_CONTENT: dict[tuple[int, int, int, int, int], str] = {}
-# A file changed this recently may change again within the same timestamp
-# tick, unseen by its fingerprint: it is hashed afresh each time (as git does).
-_RACY_NS = 2_000_000_000
-
-
-def _content_sha256(entry: _Entry) -> str:
-    """What the digest records for ``entry``'s content, read from its fd."""
-    if entry.target is not None:
-        return sha256_hex(os.fsencode(entry.target))
-    if stat.S_ISDIR(entry.st.st_mode):
-        return ""
-    import hashlib  # noqa: PLC0415  (deferred: 4 ms of every import pylxcore)
-
-    st = entry.st
-    fingerprint = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-    digest = _CONTENT.get(fingerprint)
-    if digest is None:
-        h = hashlib.sha256()
-        while chunk := os.read(entry.fd, 1 << 20):
-            h.update(chunk)
-        digest = h.hexdigest()
-        if time.time_ns() - st.st_ctime_ns > _RACY_NS:
-            if len(_CONTENT) > 100_000:
-                _CONTENT.clear()
-            _CONTENT[fingerprint] = digest
-    return digest
-
-
-def copy_digest(context: Path, src: str, *, key: str = "copy.src") -> str:
-    """The digest of what a copy of ``src`` from ``context`` copies; the same
-    as the copy returns when the source did not change meanwhile.
-
-    Raises SpecError (with ``key``) for a source resolve_copy_source refuses,
-    a special file (fifo, socket, device), or a source that changes while read.
-    """
-    digest = _Digest()
-    with (
-        _opened_source(context, src, key) as (top, base),
-        contextlib.closing(_walk(top, base, key)) as entries,
-    ):
-        for entry in entries:
-            digest.add(entry, _content_sha256(entry))
-    return digest.hexdigest()
 
 
 class Builder:
@@ -356,8 +74,13 @@ class Builder:
 
         Raises BuildError for a failing step, SpecError for a copy source that
         is not in the context, ImageNotFound for an ``image:`` base that is not built.
+        Under the command line's recording session, every input read to decide
+        the cache is recorded as it was read (build/recorder.py).
         """
-        emit = _emitter(progress)
+        emit = emitter(progress)
+        reads = reads_for_build(self.store, no_cache=no_cache)
+        if reads is not None:
+            emit = reads.watching(emit)
         ctx = Path(context if context is not None else (image.context or ".")).absolute()
         total = 1 + len(image.layers)
         # A no_cache build gets keys of its own: old layers stay intact for the
@@ -370,21 +93,21 @@ class Builder:
         t0 = time.monotonic()
         base_instruction = f"FROM {image.base}"
         if image.base.startswith("image:"):
-            parent_rec = self._base_image(image.base[len("image:") :])
+            parent_rec = self._base_image(image.base[len("image:") :], reads)
             layer_keys = list(parent_rec["layers"])
             key = parent_rec["chain"]
             emit(BuildEvent("step", 0, total, base_instruction, cached=True))
             results.append(StepResult(0, base_instruction, key, 0, True, 0.0, False))
         else:
             try:
-                key = bases.base_key(image.base)
+                key = bases.base_key(image.base, reads)
             except BuildError as err:
                 raise BuildError(
-                    err.reason, layer_index=0, instruction=base_instruction, output_tail=err.output_tail
+                    err.reason, step=0, instruction=base_instruction, output_tail=err.output_tail
                 ) from err
             if salt:
                 key = step_key(key, {"salt": salt})
-            cached = self.store.has_layer(key)
+            cached = self._has_layer(key, reads)
             emit(BuildEvent("step", 0, total, base_instruction, cached=cached))
             if not cached:
                 with self.store.lock(f"layer-{key[7:23]}"):
@@ -417,7 +140,7 @@ class Builder:
                 ident["env"] = env
                 ident["workdir"] = workdir
             elif layer.kind == "copy":
-                ident["content"] = self._copy_digest(index, layer, ctx)
+                ident["content"] = self._copy_digest(index, layer, ctx, reads)
             key = step_key(key, ident)
             history.append({"instruction": instruction, "key": key})
             if layer.kind in ("env", "workdir"):
@@ -425,7 +148,7 @@ class Builder:
                 results.append(StepResult(index, instruction, key, 0, True, 0.0, False))
                 emit(BuildEvent("step_done", index, total, instruction, cached=True, seconds=0.0))
                 continue
-            cached = self.store.has_layer(key)
+            cached = self._has_layer(key, reads)
             emit(BuildEvent("step", index, total, instruction, cached=cached))
             if not cached:
                 with self.store.lock(f"layer-{key[7:23]}"):
@@ -465,16 +188,39 @@ class Builder:
             "base": image.base,
             "created": time.time(),
         }
+        if reads is not None:
+            reads.image_id = image_id
         return image_id, record, results
 
-    def _base_image(self, ref: str) -> dict[str, Any]:
+    def _has_layer(self, key: str, reads: Reads | None) -> bool:
+        """Whether step ``key`` is cached; ``reads`` learns what said so."""
+        cached = self.store.has_layer(key)
+        if reads is not None:
+            # The file whose presence Store.has_layer asks about: a committed layer's record.
+            reads.exists(str(self.store.layer_dir(key) / "meta.json"), cached)
+        return cached
+
+    def _base_image(self, ref: str, reads: Reads | None) -> dict[str, Any]:
+        """The record of the image an ``image:`` base names; ``reads`` learns the ref and the record."""
         from pylxcore.spec import validate_image_ref
 
         name = validate_image_ref(ref)
         image_id = self.store.read_refs().get(name)
-        record = self.store.get_image_record(image_id) if image_id else None
-        if record is None:
+        record = None
+        if image_id:
+            path = self.store.image_path(image_id)
+            try:
+                # Taken before the read: a fact is about what was read.
+                st = os.stat(path) if reads is not None else None
+            except FileNotFoundError:
+                st = None
+            else:
+                record = self.store.get_image_record(image_id)
+        if record is None or image_id is None:
             raise ImageNotFound(f"base image {name!r} is not built in this store", name=name)
+        if reads is not None and st is not None:
+            reads.ref(name, image_id)
+            reads.saw_json(str(path), st, record)
         return record
 
     # -- steps ---------------------------------------------------------------
@@ -493,7 +239,7 @@ class Builder:
                     ) from err
                 raise BuildError(
                     err.reason,
-                    layer_index=0,
+                    step=0,
                     instruction=f"FROM {base}",
                     exit_code=err.exit_code,
                     output_tail=err.output_tail,
@@ -556,7 +302,7 @@ class Builder:
                     )
                 raise BuildError(
                     f"the script exited with code {code}",
-                    layer_index=index - 1,
+                    step=index,
                     instruction=layer.instruction(),
                     exit_code=code,
                     output_tail=detail[-_TAIL:],
@@ -568,9 +314,9 @@ class Builder:
             rmtree(staged)
             raise
 
-    def _copy_digest(self, index: int, layer: Layer, ctx: Path) -> str:
+    def _copy_digest(self, index: int, layer: Layer, ctx: Path, reads: Reads | None) -> str:
         with self._copy_errors(index, layer):
-            return copy_digest(ctx, layer.src, key=f"layers[{index - 1}].copy.src")
+            return copy_digest(ctx, layer.src, key=f"layers[{index - 1}].copy.src", reads=reads)
 
     def _copy_step(self, index: int, layer: Layer, parents: Sequence[str], ctx: Path, digest: str) -> Path:
         """Copy into a staging dir and return it; ``digest`` is what the step's
@@ -582,12 +328,12 @@ class Builder:
                 fs.mkdir()
                 stack = LayerStack([self.store.layer_dir(k) / "fs" for k in reversed(parents)])
                 key = f"layers[{index - 1}].copy.src"
-                copied = _copy_into(ctx, layer.src, key, layer.dest, fs, stack, layer.mode)
+                copied = copy_into(ctx, layer.src, key, layer.dest, fs, stack, layer.mode)
             if copied != digest:
                 raise BuildError(
                     f"{layer.src!r} changed while it was being copied: it is not what the cache key was"
                     " computed from; build again once the context stays put",
-                    layer_index=index - 1,
+                    step=index,
                     instruction=layer.instruction(),
                 )
             return staged
@@ -607,7 +353,7 @@ class Builder:
                     path=str(self.store.root),
                 ) from err
             raise BuildError(
-                f"copy failed: {err}", layer_index=index - 1, instruction=layer.instruction()
+                f"copy failed: {err}", step=index, instruction=layer.instruction()
             ) from err
 
 
@@ -620,6 +366,7 @@ def _die_with_parent() -> Callable[[], None]:
     ends the child with its parent; the getppid() check closes the window in
     which the parent died before the signal was armed."""
     import ctypes  # noqa: PLC0415  (only builds need it)
+    import signal  # noqa: PLC0415  (only builds that run a step need it)
 
     prctl = ctypes.CDLL(None, use_errno=True).prctl
     parent = os.getpid()
@@ -675,92 +422,4 @@ def _run_streaming(argv: list[str], out: Callable[[str], None], env: dict[str, s
         proc.stdout.close()
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def _copy_entry(entry: _Entry, dir_fd: int, name: str, mode: int | None) -> tuple[str, int | None]:
-    """Create ``name`` in the layer directory ``dir_fd`` as a copy of ``entry``,
-    owned by root. Returns what the digest records for it (the sha256 of the
-    bytes actually written) and, for a directory, the fd of the new one."""
-    if entry.target is not None:
-        os.symlink(entry.target, name, dir_fd=dir_fd)
-        os.chown(name, 0, 0, dir_fd=dir_fd, follow_symlinks=False)
-        return _content_sha256(entry), None
-    perms = mode if mode is not None else stat.S_IMODE(entry.st.st_mode)
-    if stat.S_ISDIR(entry.st.st_mode):
-        return _content_sha256(entry), make_dir(dir_fd, name, 0, 0, perms)
-    import hashlib  # noqa: PLC0415  (deferred: 4 ms of every import pylxcore)
-
-    h = hashlib.sha256()
-    # O_NOFOLLOW|O_EXCL: the target is new in a fresh layer; never write through a link.
-    out = os.open(
-        name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd
-    )
-    try:
-        while chunk := os.read(entry.fd, 1 << 20):
-            h.update(chunk)
-            _write_all(out, chunk)
-        os.fchown(out, 0, 0)
-        os.fchmod(out, perms)
-        os.utime(out, ns=(entry.st.st_atime_ns, entry.st.st_mtime_ns))
-    finally:
-        os.close(out)
-    return h.hexdigest(), None
-
-
-def _copy_into(
-    context: Path, src: str, key: str, dest: str, fs: Path, stack: LayerStack, mode: int | None
-) -> str:
-    """Docker COPY semantics of ``src`` (in ``context``) into the fresh layer
-    ``fs`` over ``stack``; returns the digest of what was copied.
-
-    A directory source copies its contents into ``dest``; a file source lands
-    at ``dest``, or inside it when ``dest`` ends with "/" or is a directory in
-    the image. Symlinks in ``dest`` resolve inside the image, never the host;
-    symlinks in the source are copied as symlinks.
-    """
-    digest = _Digest()
-    with (
-        _opened_source(context, src, key) as (top, base),
-        contextlib.closing(_walk(top, base, key)) as entries,
-    ):
-        next(entries)  # top itself
-        if stat.S_ISDIR(top.st.st_mode):
-            # dirs[d - 1] is the layer directory the source's entries at depth d go into.
-            dirs = [open_dirs(fs, stack, stack.resolve(dest, follow_last=True))]
-            try:
-                if mode is not None:
-                    os.fchmod(dirs[0], mode)
-                for entry in entries:
-                    while len(dirs) > entry.depth:
-                        os.close(dirs.pop())
-                    content, made = _copy_entry(entry, dirs[-1], os.path.basename(entry.rel), mode)
-                    digest.add(entry, content)
-                    if made is not None:
-                        dirs.append(made)
-            finally:
-                for fd in dirs:
-                    os.close(fd)
-            return digest.hexdigest()
-        resolved = stack.resolve(dest, follow_last=True)
-        existing = stack.lookup(resolved)
-        if dest.endswith("/") or (existing is not None and existing.is_dir() and not existing.is_symlink()):
-            parent, name = resolved, os.path.basename(base)
-        else:
-            resolved = stack.resolve(dest, follow_last=False)
-            parent, name = os.path.dirname(resolved), os.path.basename(resolved)
-        if not name:
-            raise SpecError(f"copy destination {dest!r} names no file", key="copy.dest")
-        parent_fd = open_dirs(fs, stack, parent)
-        try:
-            content, _ = _copy_entry(top, parent_fd, name, mode)
-        finally:
-            os.close(parent_fd)
-        digest.add(top, content)
-        return digest.hexdigest()
-
-
-__all__ = ["Builder", "BuildEvent", "StepResult", "Progress"]
+__all__ = ["Builder", "StepResult", "step_key"]
