@@ -1,0 +1,72 @@
+"""Host processes, cheaply: a pid's start time (which tells a live process from a
+reused pid) and a child started without subprocess.
+
+Standard library only, and small: the supervisor imports it (see
+pylxcore.supervisor), and so do the store and the runtime. Importing
+subprocess would cost ~10 ms, which a supervisor pays at every start.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def read_stat(pid: int) -> tuple[bytes, list[bytes]] | None:
+    """(command name, fields 3 onwards) of ``/proc/PID/stat``: the first of
+    those fields is the state ("R", "S", …, "Z" for a zombie). None when no
+    process has that pid. Raises nothing."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: split at the last ")".
+    end = data.rfind(b")")
+    return data[data.find(b"(") + 1 : end], data[end + 2 :].split()
+
+
+def process_start_time(pid: int) -> int | None:
+    """Field 22 of ``/proc/PID/stat`` (when the process started, in clock ticks
+    since boot): with the pid, it names one process for good. None when no
+    process runs as ``pid``; a zombie counts as gone (it has ended, only its
+    parent has not reaped it yet). Raises nothing."""
+    stat = read_stat(pid)
+    if stat is None or stat[1][0] in (b"Z", b"X"):
+        return None
+    return int(stat[1][19])
+
+
+class Child:
+    """A program started with ``posix_spawn`` (its stdin, stdout and stderr
+    the given descriptors; ``env``, else this process's environment), whose
+    exit code is read by ``poll()`` or ``wait()``. Raises OSError when it
+    cannot be started."""
+
+    def __init__(
+        self, argv: list[str], stdin: int, stdout: int, stderr: int, env: dict[str, str] | None = None
+    ) -> None:
+        actions = [
+            (os.POSIX_SPAWN_DUP2, stdin, 0),
+            (os.POSIX_SPAWN_DUP2, stdout, 1),
+            (os.POSIX_SPAWN_DUP2, stderr, 2),
+        ]
+        environ = os.environ if env is None else env
+        self.pid = os.posix_spawn(argv[0], argv, environ, file_actions=actions, setsid=False)
+        self.code: int | None = None
+
+    def poll(self) -> int | None:
+        """Its exit code (``-N`` when killed by signal N), or None while it
+        runs. Raises ChildProcessError when something else reaped it."""
+        if self.code is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.code = os.waitstatus_to_exitcode(status)
+        return self.code
+
+    def wait(self) -> int:
+        """Wait until it has exited; its exit code (``-N``: killed by signal
+        N). Raises ChildProcessError when something else reaped it."""
+        if self.code is None:
+            _, status = os.waitpid(self.pid, 0)
+            self.code = os.waitstatus_to_exitcode(status)
+        return self.code

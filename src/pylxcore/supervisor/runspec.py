@@ -1,0 +1,120 @@
+"""What the library tells a supervisor to run, both halves of each file:
+``run.spec`` (the lxc-execute command line, its environment, the log's caps,
+the OOM counter, auto-removal) and, for a user-namespaced container,
+``userns.spec`` (its id map and the layers to mount idmapped).
+
+Plain classes, not attrs: the supervisor imports only the standard library.
+"""
+
+from __future__ import annotations
+
+import os
+
+RUN_SPEC = "run.spec"
+USERNS_SPEC = "userns.spec"
+
+
+class RunSpec:
+    """``run.spec``: NUL-separated fields ``auto_remove`` ("0"/"1"), the OOM
+    counter file to watch (or ""), the log's size cap in bytes (-1: none) and
+    its number of files, the number N of environment entries that follow
+    (``KEY=VALUE``: lxc-execute's whole environment, see
+    pylxcore.runtime.lxcconfig.split_env), then the lxc-execute command line."""
+
+    __slots__ = ("argv", "auto_remove", "env", "log_max_files", "log_max_size", "oom_path")
+
+    def __init__(
+        self,
+        argv: list[str],
+        *,
+        env: dict[str, str],
+        auto_remove: bool = False,
+        oom_path: str = "",
+        log_max_size: int = -1,
+        log_max_files: int = 1,
+    ) -> None:
+        self.argv = argv
+        self.env = env
+        self.auto_remove = auto_remove
+        self.oom_path = oom_path
+        self.log_max_size = log_max_size
+        self.log_max_files = log_max_files
+
+    @classmethod
+    def read(cls, ctrdir: str) -> RunSpec:
+        """The spec in ``ctrdir``. Raises OSError (FileNotFoundError: none),
+        ValueError when it is not one."""
+        with open(os.path.join(ctrdir, RUN_SPEC), "rb") as fh:
+            fields = [f.decode("utf-8", "surrogateescape") for f in fh.read().split(b"\0")]
+        try:
+            n = int(fields[4])
+            env = dict(item.split("=", 1) for item in fields[5 : 5 + n])
+            return cls(
+                fields[5 + n :],
+                env=env,
+                auto_remove=fields[0] == "1",
+                oom_path=fields[1],
+                log_max_size=int(fields[2]),
+                log_max_files=int(fields[3]),
+            )
+        except IndexError as err:
+            raise ValueError(f"{RUN_SPEC} in {ctrdir} has too few fields") from err
+
+    def write(self, ctrdir: str) -> None:
+        """Write it into ``ctrdir``, atomically (temp + rename), mode 0600: the
+        environment may hold secrets. Raises OSError."""
+        tmp = os.path.join(ctrdir, f"{RUN_SPEC}.{os.getpid()}.tmp")
+        items = [f"{k}={v}" for k, v in self.env.items()]
+        fields = [
+            "1" if self.auto_remove else "0",
+            self.oom_path,
+            str(self.log_max_size),
+            str(self.log_max_files),
+            str(len(items)),
+            *items,
+            *self.argv,
+        ]
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600), "wb") as fh:
+            fh.write(b"\0".join(f.encode("utf-8", "surrogateescape") for f in fields))
+        os.replace(tmp, os.path.join(ctrdir, RUN_SPEC))
+
+
+class UsernsSpec:
+    """``userns.spec``, what the supervisor mounts for a user-namespaced
+    container (see pylxcore.supervisor.mounts): ``ids`` (uid start, uid count,
+    gid start, gid count), the image's layer dirs (``lowers``, topmost first),
+    and the host paths liblxc reads while it starts the container (``keep``;
+    see mounts.userns_rootfs why), one per line."""
+
+    __slots__ = ("ids", "keep", "lowers")
+
+    def __init__(self, ids: tuple[int, int, int, int], lowers: list[str], keep: list[str]) -> None:
+        self.ids = ids
+        self.lowers = lowers
+        self.keep = keep
+
+    @staticmethod
+    def exists(ctrdir: str) -> bool:
+        """Whether the container at ``ctrdir`` is user-namespaced (has this spec). Raises nothing."""
+        return os.path.exists(os.path.join(ctrdir, USERNS_SPEC))
+
+    @classmethod
+    def read(cls, ctrdir: str) -> UsernsSpec:
+        """The spec in ``ctrdir``. Raises OSError, ValueError when it is not one."""
+        with open(os.path.join(ctrdir, USERNS_SPEC)) as fh:
+            lines = fh.read().splitlines()
+        ustart, ucount, gstart, gcount = (int(x) for x in lines[0].split())
+        lowers = [line[len("lower ") :] for line in lines[1:] if line.startswith("lower ")]
+        keep = [line[len("keep ") :] for line in lines[1:] if line.startswith("keep ")]
+        return cls((ustart, ucount, gstart, gcount), lowers, keep)
+
+    def write(self, ctrdir: str) -> None:
+        """Write it into ``ctrdir`` (``keep`` made absolute). Raises OSError."""
+        text = (
+            " ".join(map(str, self.ids))
+            + "\n"
+            + "".join(f"lower {p}\n" for p in self.lowers)
+            + "".join(f"keep {os.path.abspath(p)}\n" for p in self.keep)
+        )
+        with open(os.path.join(ctrdir, USERNS_SPEC), "w") as fh:
+            fh.write(text)
