@@ -33,7 +33,11 @@ from pylxcore.errors import (
     SpecError,
     TimeoutExpired,
 )
-from pylxcore.runtime.containers import Container, ContainerState, ExecResult, LogEntry, Stats
+from pylxcore.runtime.cgroups import Stats
+from pylxcore.runtime.container import Container, ContainerState
+from pylxcore.runtime.exec import ExecResult
+from pylxcore.runtime.logs import LogEntry
+from pylxcore.runtime.signals import signal_number
 from tests.conftest import until
 
 SLEEPER = ["sleep", "3600"]
@@ -504,10 +508,17 @@ def test_kill_delivers_signals_to_the_main_process(engine: Engine, busybox: str)
     c3 = engine.containers.run(busybox, SLEEPER, detach=True)
     c3.kill("HUP")  # names without SIG work too
     assert c3.wait(timeout=30) == 128 + 1
-    with pytest.raises(ValueError):
+    with pytest.raises(SpecError, match="unknown signal 'SIGNOTHING'"):
         c3.kill("SIGNOTHING")
     for x in (c, c2, c3):
         x.remove()
+
+
+def test_signal_names_and_numbers_are_parsed_in_one_place() -> None:
+    assert signal_number("SIGTERM") == signal_number("term") == signal_number("15") == signal_number(15) == 15
+    for bad in ("SIGFOO", "FOO", "SIG_DFL", "", "0", "\u00b2", 0, 999, True):
+        with pytest.raises(SpecError, match="signal"):
+            signal_number(bad)  # type: ignore[arg-type]
 
 
 def test_restart_keeps_the_writable_layer(engine: Engine, busybox: str) -> None:

@@ -24,8 +24,8 @@ from typing import Iterator, NamedTuple
 import pytest
 
 from pylxcore import Engine, Image, LXCError
+from pylxcore.runtime.check import CheckReport
 from pylxcore.runtime.userns import subordinate_ids
-from pylxcore.store.check import CheckReport
 from tests.conftest import _our_cgroups, _our_mounts, require_lxc, until
 
 NEEDS_ROOT = "pylxcore needs root"

@@ -20,7 +20,8 @@ from typing import Callable
 import pytest
 
 from pylxcore import Engine
-from pylxcore.runtime.containers import Container, ExecResult
+from pylxcore.runtime.container import Container
+from pylxcore.runtime.exec import ExecResult
 from pylxcore.runtime.liblxc import tool
 
 SLEEPER = ["sleep", "3600"]

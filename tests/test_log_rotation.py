@@ -15,8 +15,10 @@ import pytest
 
 from pylxcore import Engine, SpecError
 from pylxcore.cli import main
-from pylxcore.runtime.containers import DEFAULT_LOG_MAX_FILES, DEFAULT_LOG_MAX_SIZE, Container, _LogCursor
-from pylxcore.supervisor.shim import RECORD, _Log
+from pylxcore.runtime.container import Container
+from pylxcore.runtime.logs import LogCursor
+from pylxcore.runtime.provision import DEFAULT_LOG_MAX_FILES, DEFAULT_LOG_MAX_SIZE
+from pylxcore.supervisor.logfile import RECORD, LogWriter
 
 
 def log_files(c: Container) -> dict[str, Path]:
@@ -149,8 +151,8 @@ def test_the_cli_takes_docker_log_opts(
 
 
 def test_the_cursor_against_the_supervisors_log(tmp_path: Path) -> None:
-    """_shim._Log writes, _LogCursor reads, interleaved at chosen points (no LXC)."""
-    log = _Log(str(tmp_path), max_size=100, max_files=3)
+    """LogWriter writes, LogCursor reads, interleaved at chosen points (no LXC)."""
+    log = LogWriter(str(tmp_path), max_size=100, max_files=3)
     written: list[bytes] = []
 
     def write(n: int) -> None:
@@ -159,7 +161,7 @@ def test_the_cursor_against_the_supervisors_log(tmp_path: Path) -> None:
             written.append(data)
             log.write(1, data)
 
-    cursor = _LogCursor(tmp_path)
+    cursor = LogCursor(tmp_path)
     read: list[bytes] = []
 
     def take() -> list[bytes]:

@@ -68,7 +68,7 @@ def test_engine_default_and_foreground_runs(engine: Engine, busybox: str, tmp_pa
     with pytest.raises(TypeError, match="userns"):
         Engine(root=engine.root, userns="yes")  # type: ignore[arg-type]
     # The store root lies under pytest's tmp, closed to others (0700): the
-    # mapped root reaches its lxcpath all the same (see _shim.userns_rootfs).
+    # mapped root reaches its lxcpath all the same (see pylxcore.supervisor.mounts.userns_rootfs).
     assert any(not p.stat().st_mode & 0o001 for p in engine.root.parents)
     # Root in there is nobody out here: a host file only root may read, bound
     # in, stays closed to it.

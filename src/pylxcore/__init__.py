@@ -12,10 +12,14 @@ first use, and liblxc's bindings load on the first call that needs them.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
+# Not from typing: importing it costs ~10 ms (re, collections, …), which a
+# supervisor started by a fresh interpreter would pay (it imports this package).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from pylxcore.build.builder import BuildEvent, StepResult
+    from typing import Any
+
+    from pylxcore.build.builder import StepResult
+    from pylxcore.build.progress import BuildEvent
     from pylxcore.engine import Engine, PruneReport
     from pylxcore.errors import (
         BuildError,
@@ -33,21 +37,24 @@ if TYPE_CHECKING:
         TimeoutExpired,
     )
     from pylxcore.images import BuiltImage, ImageConfig
-    from pylxcore.runtime.containers import Container, ContainerState, ExecResult, ExecStream, LogEntry, Stats
+    from pylxcore.runtime.cgroups import Stats
+    from pylxcore.runtime.container import Container, ContainerState
+    from pylxcore.runtime.exec import ExecResult, ExecStream
+    from pylxcore.runtime.logs import LogEntry
     from pylxcore.spec import Image, Layer, Limits, Mount
 
 # The public names, and the module each lives in. They load on first use
-# (PEP 562): the command line answers an unchanged build from its stamp
+# (PEP 562): the command line answers an unchanged build from its record
 # without paying for attrs, PyYAML and the rest.
 _HOMES = {
-    "BuildEvent": "build.builder",
+    "BuildEvent": "build.progress",
     "StepResult": "build.builder",
-    "Container": "runtime.containers",
-    "ContainerState": "runtime.containers",
-    "ExecResult": "runtime.containers",
-    "ExecStream": "runtime.containers",
-    "LogEntry": "runtime.containers",
-    "Stats": "runtime.containers",
+    "Container": "runtime.container",
+    "ContainerState": "runtime.container",
+    "ExecResult": "runtime.exec",
+    "ExecStream": "runtime.exec",
+    "LogEntry": "runtime.logs",
+    "Stats": "runtime.cgroups",
     "Engine": "engine",
     "PruneReport": "engine",
     "BuildError": "errors",

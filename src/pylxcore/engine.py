@@ -3,17 +3,22 @@ under the root are the whole state, and any number of processes may share it."""
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import attrs
 
 from pylxcore.errors import ContainerNotFound, InvalidState, LXCError
-from pylxcore.images import ImageCollection
 from pylxcore.runtime.containers import ContainerCollection
+from pylxcore.runtime.launch import close_zygote
 from pylxcore.runtime.liblxc import available
 from pylxcore.store import Store
-from pylxcore.store.check import CheckReport, check
+
+if TYPE_CHECKING:
+    from pylxcore.images import ImageCollection
+    from pylxcore.runtime.check import CheckReport
 
 DEFAULT_ROOT = "/var/lib/pylxcore"
 
@@ -52,8 +57,15 @@ class Engine:
         # The default for containers created without a userns= of their own.
         self.userns = userns
         self.store = Store(root)
-        self.images = ImageCollection(self)
         self.containers = ContainerCollection(self)
+
+    @functools.cached_property
+    def images(self) -> ImageCollection:
+        """This root's images. Made on first use: the commands on containers
+        need nothing of pylxcore.images."""
+        from pylxcore.images import ImageCollection
+
+        return ImageCollection(self)
 
     @property
     def root(self) -> Path:
@@ -66,7 +78,7 @@ class Engine:
         """Stop the helper that forks this root's container supervisors, if one
         runs (it exits by itself after a few idle seconds). Containers and
         their supervisors run on; the engine stays usable. Raises nothing."""
-        self.containers._close_zygote()
+        close_zygote(self.store.containers_dir)
 
     def __enter__(self) -> Engine:
         return self
@@ -100,12 +112,14 @@ class Engine:
         it closes a root an older pylxcore left open to other host users. Work
         of live processes is left alone. Returns what was repaired and what is
         still wrong (``report.consistent``). Raises StorageError."""
+        from pylxcore.runtime.check import check  # (only a check needs it, not every Engine())
+
         return check(self, repair=repair)
 
     def prune(self) -> PruneReport:
         """Remove stopped containers, untagged images no container uses, and
         layers nothing references. Returns what was freed. Raises StorageError."""
-        from pylxcore.build.stamp import STAMPS
+        from pylxcore.build.record import RECORDS
         from pylxcore.store import dir_size, rmtree
 
         containers = []
@@ -136,6 +150,6 @@ class Engine:
                     freed += dir_size(self.store.layer_dir(key))
                     self.store.remove_layer(key)
                     layers.append(key)
-            # The CLI's build stamps are only shortcuts; each is checked on use.
-            rmtree(self.store.root / STAMPS)
+            # Build records are only shortcuts of the command line; each is checked on use.
+            rmtree(self.store.root / RECORDS)
         return PruneReport(tuple(containers), tuple(images), tuple(layers), freed)

@@ -10,11 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from pylxcore.build.builder import Builder, BuildEvent, Progress, StepResult, _emitter
 from pylxcore.errors import Conflict, ImageNotFound, SpecError
 from pylxcore.spec import Image, Limits, validate_image_ref
+from pylxcore.spec.sizes import human_size
 
 if TYPE_CHECKING:
+    from pylxcore.build.builder import StepResult
+    from pylxcore.build.progress import Progress
     from pylxcore.engine import Engine
 
 
@@ -40,15 +42,6 @@ class ImageConfig:
             labels=dict(data.get("labels") or {}),
             limits=Limits.from_dict(data.get("limits") or {}),
         )
-
-
-def _human(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"
 
 
 @attrs.frozen
@@ -80,7 +73,7 @@ class BuiltImage:
         return sum(step.size for step in self.layers)
 
     def __repr__(self) -> str:
-        size = _human(self.size)
+        size = human_size(self.size)
         return f"<BuiltImage {self.name} id={self.short_id} layers={len(self.layer_keys)} size={size}>"
 
     def _repr_html_(self) -> str:
@@ -89,7 +82,7 @@ class BuiltImage:
         rows = "".join(
             "<tr>"
             f"<td>{s.index}</td><td><code>{html.escape(s.instruction[:80])}</code></td>"
-            f"<td><code>{s.digest.split(':')[-1][:12]}</code></td><td>{_human(s.size)}</td>"
+            f"<td><code>{s.digest.split(':')[-1][:12]}</code></td><td>{human_size(s.size)}</td>"
             f"<td>{'cached' if s.cached else 'built'}</td><td>{s.seconds:.2f}s</td>"
             "</tr>"
             for s in self.layers
@@ -97,7 +90,7 @@ class BuiltImage:
         cmd = html.escape(" ".join(self.config.cmd)) if self.config.cmd else "-"
         return (
             f"<table><caption><b>{html.escape(self.name)}</b> <code>{self.short_id}</code> "
-            f"{_human(self.size)}, cmd: <code>{cmd}</code></caption>"
+            f"{human_size(self.size)}, cmd: <code>{cmd}</code></caption>"
             "<tr><th>#</th><th>step</th><th>digest</th><th>size</th><th>cache</th><th>time</th></tr>"
             f"{rows}</table>"
         )
@@ -109,7 +102,6 @@ class ImageCollection:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._store = engine.store
-        self._builder = Builder(engine.store)
 
     def build(
         self,
@@ -131,11 +123,15 @@ class ImageCollection:
         """
         if not isinstance(image, Image):
             raise TypeError(f"build() takes an Image, not {type(image).__name__}")
+        # The builder loads here: finding, running and listing images need none of it.
+        from pylxcore.build.builder import Builder
+        from pylxcore.build.progress import BuildEvent, emitter
+
         started = time.monotonic()
         # Shared: many builds at once; prune takes it exclusively, so it can
         # never delete a layer that a build in progress stands on.
         with self._store.lock("gc", shared=True):
-            image_id, record, results = self._builder.build(
+            image_id, record, results = Builder(self._store).build(
                 image, context=context, no_cache=no_cache, progress=progress
             )
             # An unchanged image keeps its record (and its creation time): a
@@ -150,7 +146,7 @@ class ImageCollection:
                 if refs.get(image.name) != image_id:
                     refs[image.name] = image_id
                     self._store.write_refs(refs)
-        _emitter(progress)(
+        emitter(progress)(
             BuildEvent(
                 "done", len(results), len(results), seconds=time.monotonic() - started, image_id=image_id
             )
@@ -162,6 +158,8 @@ class ImageCollection:
     ) -> BuiltImage:
         image_id = record["id"]
         if results is None:
+            from pylxcore.build.builder import StepResult  # (the value lives with the builder)
+
             sizes = {}
             for key in record["layers"]:
                 try:
@@ -279,7 +277,7 @@ class ImageCollection:
                 removed += [f"deleted layer {k}" for k in self._engine._gc_layers()]
         return removed
 
-    # -- interop (the formats live in oci.py and lxcimage.py) -----------------------
+    # -- interop (the formats live in pylxcore.transfer) ----------------------------
 
     def export(self, ref: str, path: str | os.PathLike[str], *, format: str = "oci") -> Path:  # noqa: A002
         """Write image ``ref`` to ``path`` as ``format``: "oci" (an OCI image
@@ -290,9 +288,9 @@ class ImageCollection:
         Raises ImageNotFound, SpecError (unknown format), StorageError.
         """
         if format in ("oci", "oci-archive"):
-            from pylxcore.transfer import oci
+            from pylxcore.transfer import oci_export
 
-            return oci.export_image(self._engine, ref, Path(path), archive=format == "oci-archive")
+            return oci_export.export_image(self._engine, ref, Path(path), archive=format == "oci-archive")
         if format in ("lxc", "incus", "rootfs"):
             from pylxcore.transfer import lxcimage
 
@@ -309,6 +307,6 @@ class ImageCollection:
         Raises StorageError (corrupt or unsupported input; nothing half-imported
         stays), SpecError (bad name).
         """
-        from pylxcore.transfer import oci
+        from pylxcore.transfer import oci_import
 
-        return oci.import_image(self._engine, Path(path), name=name)
+        return oci_import.import_image(self._engine, Path(path), name=name)

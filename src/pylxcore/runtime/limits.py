@@ -12,7 +12,7 @@ from typing import Literal
 
 import attrs
 
-from pylxcore.errors import LimitError
+from pylxcore.errors import LimitError, SpecError
 from pylxcore.spec import Limits
 
 CPU_PERIOD_US = 100_000
@@ -146,25 +146,20 @@ def cgroup_keys(limits: Limits, layout: CgroupLayout) -> list[tuple[str, str]]:
                 limit="memory_swap",
                 value=limits.memory_swap,
             )
-        if limits.memory is None and limits.memory_swap != -1:
-            raise LimitError(
-                "memory_swap needs memory to be set too", limit="memory_swap", value=limits.memory_swap
-            )
-        if limits.memory is not None and limits.memory_swap != -1 and limits.memory_swap < limits.memory:
-            raise LimitError(
-                f"memory_swap ({limits.memory_swap}) is memory plus swap:"
-                f" it must be >= memory ({limits.memory})",
-                limit="memory_swap",
-                value=limits.memory_swap,
-            )
-        if limits.memory_swap == -1:
+        # memory_swap's rules live in Limits alone; swap() is asked only here
+        # because an override may set memory_swap without memory, and only the
+        # limits a container runs with must have both.
+        try:
+            swap = limits.swap()
+        except SpecError as err:
+            raise LimitError(err.reason, limit="memory_swap", value=limits.memory_swap) from err
+        if swap == -1:
             add(v, ("memory.memsw.limit_in_bytes", "-1"), ("memory.swap.max", "max"))
         else:
-            swap_only = limits.memory_swap - (limits.memory or 0)
             add(
                 v,
                 ("memory.memsw.limit_in_bytes", str(limits.memory_swap)),
-                ("memory.swap.max", str(swap_only)),
+                ("memory.swap.max", str(swap)),
             )
     if limits.cpus is not None:
         v = _need(layout, "cpu", "cpus", limits.cpus)

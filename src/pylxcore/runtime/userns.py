@@ -10,12 +10,12 @@ the overlay over them there, and hands liblxc that tree as a plain ``dir:``
 rootfs with ``lxc.idmap`` (liblxc 5.0 does not idmap an overlay rootfs
 itself). Nothing is copied or chowned but the container's own writable layer,
 whose files belong to START.. on the host. The mounts live and die with the
-supervisor's mount namespace: the host never sees them.
+supervisor's mount namespace: the host never sees them (see
+pylxcore.supervisor.mounts, and supervisor.runspec.UsernsSpec for what the
+library tells it to mount).
 """
 
 from __future__ import annotations
-
-import os
 
 from pylxcore.errors import LXCError
 
@@ -51,20 +51,3 @@ def subordinate_ids() -> tuple[int, int, int, int]:
             operation="create",
         )
     return uids[0], uids[1], gids[0], gids[1]
-
-
-SPEC_FILE = "userns.spec"
-
-
-def write_spec(ctrdir: str, ids: tuple[int, int, int, int], lowers: list[str], keep: list[str]) -> None:
-    """What the supervisor mounts (see _shim.userns_rootfs): the id map, then
-    the image's layer dirs, topmost first, then the host paths liblxc reads
-    while it starts the container (see there why), one per line."""
-    text = (
-        " ".join(map(str, ids))
-        + "\n"
-        + "".join(f"lower {p}\n" for p in lowers)
-        + "".join(f"keep {os.path.abspath(p)}\n" for p in keep)
-    )
-    with open(f"{ctrdir}/{SPEC_FILE}", "w") as fh:
-        fh.write(text)

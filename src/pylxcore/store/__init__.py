@@ -8,11 +8,11 @@ Layout under the engine root::
                            mount's option string (one 4 KiB page) fits many lowerdirs
     images/<hex>.json      image records (the config of a built image)
     refs.json              name:tag -> image id
-    containers/<name>/     each container's lxcpath entry (see containers.py)
+    containers/<name>/     each container's lxcpath entry (see pylxcore.runtime.provision)
     tmp/                   staging for anything that is not committed yet
     locks/                 flock files
     bin/                   the compiled supervisor and its zygote's socket
-    cache/                 shortcuts of the command line (build stamps)
+    cache/                 shortcuts of the command line (build records)
 
 Every commit is a rename from tmp/ into place, so a reader sees either the old
 state or the new one. Locks are flock(2): the kernel drops them when the
@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import json
 import os
 import time
@@ -41,14 +42,14 @@ from typing import Any, Callable, Iterator
 import attrs
 
 from pylxcore.errors import StorageError
-from pylxcore.supervisor import shim as _shim
+from pylxcore.procs import process_start_time
 
 SHORT_ID_LEN = 12
 _LAYOUT_VERSION = 1
 PRIVATE_DIR = 0o700  # the store's dirs: root's alone (see the module's doc)
 PRIVATE_FILE = 0o600  # the records it writes
 # The dirs at the top of every root (Engine.check() tightens whatever else is there too).
-TOP_DIRS = ("layers", "l", "images", "containers", "tmp", "locks", "bin", "cache")
+TOP_DIRS = ("layers", "l", "images", "containers", "tmp", "locks", "cache")
 
 
 def sha256_hex(data: bytes | str) -> str:
@@ -131,7 +132,7 @@ def owner_tag() -> str:
     ``Engine.check()`` can tell the leftovers of a dead process from the work in
     progress of a live one (a pid alone may have been reused)."""
     pid = os.getpid()
-    return f"{pid}-{_shim.process_start_time(pid)}"
+    return f"{pid}-{process_start_time(pid)}"
 
 
 def owner_alive(name: str) -> bool:
@@ -139,7 +140,7 @@ def owner_alive(name: str) -> bool:
     parts = name.lstrip(".").split("-")
     for i in range(len(parts) - 1):
         if parts[i].isdigit() and parts[i + 1].isdigit():
-            return str(_shim.process_start_time(int(parts[i]))) == parts[i + 1]
+            return str(process_start_time(int(parts[i]))) == parts[i + 1]
     return False
 
 
@@ -233,9 +234,13 @@ class Store:
             raise StorageError(
                 f"cannot create the store at {self.root}: {err.strerror}", path=str(self.root)
             ) from err
-        # A short, stable id of this root: it keeps cgroup and container-visible
-        # names of two engines with different roots apart.
-        self.root_id = sha256_hex(str(self.root))[:8]
+
+    @functools.cached_property
+    def root_id(self) -> str:
+        """A short, stable id of this root: it keeps cgroup and container-visible
+        names of two engines with different roots apart. (Worked out on first
+        use: hashlib loads OpenSSL, ~3 ms, and most commands touch no cgroup.)"""
+        return sha256_hex(str(self.root))[:8]
 
     # -- locks ---------------------------------------------------------------
 

@@ -8,13 +8,14 @@ finds those and removes them. Work in progress of live processes is told
 apart by the owner tag (pid and start time) in every temporary name.
 
 It also closes a root that an older pylxcore left open to other host users
-(dirs 0755, records 0644) the way a new root is made (see store.py).
+(dirs 0755, records 0644) the way a new root is made (see pylxcore.store).
+
+It lives with the runtime, not the store, because most of what it repairs is
+the runtime's: supervisors, lxc-execute processes and cgroups.
 """
 
 from __future__ import annotations
 
-import _signal as signal  # the C module: "signal" builds its enums at import (~1 ms)
-import contextlib
 import fcntl
 import os
 import stat
@@ -24,9 +25,12 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from pylxcore.procs import process_start_time
+from pylxcore.runtime.cgroups import cgroup_name, cgroup_prefix, remove_cgroup, remove_cgroups
 from pylxcore.runtime.limits import host_layout
+from pylxcore.runtime.processes import container_names, kill_and_reap, lxc_processes
 from pylxcore.store import Store, owner_alive, read_json, rmtree, strip_digest
-from pylxcore.supervisor import shim as _shim
+from pylxcore.supervisor.state import write_state
 
 if TYPE_CHECKING:
     from pylxcore.engine import Engine
@@ -43,48 +47,6 @@ class CheckReport:
     @property
     def consistent(self) -> bool:
         return not self.problems
-
-
-def _lxc_processes(where: Path) -> list[tuple[int, list[str]]]:
-    """lxc-execute processes whose lxcpath is ``where`` or lies below it."""
-    prefix = str(where) + "/"
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                argv = [a.decode(errors="replace") for a in fh.read().split(b"\0") if a]
-        except OSError:
-            continue
-        if argv and argv[0].endswith("lxc-execute") and "-P" in argv:
-            lxcpath = argv[argv.index("-P") + 1] if argv.index("-P") + 1 < len(argv) else ""
-            if lxcpath.startswith(prefix) or lxcpath == str(where):
-                out.append((int(entry), argv))
-    return out
-
-
-def _names(processes: list[tuple[int, list[str]]]) -> set[str]:
-    """The container names (``-n``) of lxc-execute processes."""
-    return {argv[argv.index("-n") + 1] for _, argv in processes if "-n" in argv[:-1]}
-
-
-def _kill_and_reap(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-    for _ in range(200):  # not our child: wait until /proc shows it gone
-        if not os.path.exists(f"/proc/{pid}") or _is_zombie(pid):
-            return
-        time.sleep(0.01)
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            data = fh.read()
-    except OSError:
-        return True
-    return data[data.rfind(b")") + 2 :].split()[0] == b"Z"
 
 
 def _lock_free(path: Path) -> bool:
@@ -106,7 +68,7 @@ def _walls(store: Store) -> list[Path]:
     """What keeps other host users out of the store: the root, everything at
     its top, the image records, and each layer's dir and record. Never what is
     inside a layer's tree: those modes are the image's, and the dirs above
-    them are the walls. (The containers' own dirs are containers.py's to make.)"""
+    them are the walls. (The containers' own dirs are pylxcore.runtime.provision's to make.)"""
     paths = [store.root, *store.root.iterdir(), *store.images_dir.glob("*.json")]
     for d in store.layers_dir.iterdir():
         if (d / "meta.json").exists():  # (else an incomplete layer: removed below)
@@ -115,6 +77,9 @@ def _walls(store: Store) -> list[Path]:
 
 
 def check(engine: Engine, *, repair: bool = True) -> CheckReport:
+    """Find (and with ``repair``, repair) what killed processes left in
+    ``engine``'s root, under its gc lock. Problems it cannot repair go into
+    the report; they are not raised."""
     store = engine.store
     repaired: list[str] = []
     problems: list[str] = []
@@ -154,7 +119,7 @@ def check(engine: Engine, *, repair: bool = True) -> CheckReport:
         def orphaned_builds() -> list[int]:
             return [
                 pid
-                for pid, argv in _lxc_processes(store.tmp_dir)
+                for pid, argv in lxc_processes(store.tmp_dir)
                 if not owner_alive(Path(argv[argv.index("-P") + 1]).name)
             ]
 
@@ -167,7 +132,7 @@ def check(engine: Engine, *, repair: bool = True) -> CheckReport:
         deadline = time.monotonic() + 30
         while repair and orphans and time.monotonic() < deadline:
             for pid in orphans:
-                _kill_and_reap(pid)
+                kill_and_reap(pid)
             orphans = orphaned_builds()
         for entry in sorted(store.tmp_dir.iterdir()):
             if not owner_alive(entry.name):
@@ -176,7 +141,7 @@ def check(engine: Engine, *, repair: bool = True) -> CheckReport:
                     # A build script outlives its killed lxc-execute and would
                     # go on writing into the dir as we remove it: end it first.
                     for build in entry.glob("pxb-*"):
-                        remove_cgroups(f"pylxcore-{store.root_id}-{build.name}")
+                        remove_cgroups(cgroup_name(store.root_id, build.name))
                     rmtree(entry)
 
         # -- layers and their short links ---------------------------------------
@@ -234,7 +199,7 @@ def check(engine: Engine, *, repair: bool = True) -> CheckReport:
                 store.write_refs({n: i for n, i in refs.items() if n not in dangling})
 
         # -- containers --------------------------------------------------------------
-        live = _names(_lxc_processes(store.containers_dir))
+        live = container_names(lxc_processes(store.containers_dir))
         for d in store.containers_dir.iterdir():
             name = d.name
             if not d.is_dir():
@@ -258,7 +223,7 @@ def check(engine: Engine, *, repair: bool = True) -> CheckReport:
             shim_alive = bool(
                 state
                 and state.get("shim_pid")
-                and _shim.process_start_time(int(state["shim_pid"])) == state.get("shim_start")
+                and process_start_time(int(state["shim_pid"])) == state.get("shim_start")
             )
             if state and state.get("status") == "running" and not shim_alive:
                 # It may have written its last word and exited since we read.
@@ -270,18 +235,18 @@ def check(engine: Engine, *, repair: bool = True) -> CheckReport:
                 if name in live:
                     fix(f"killed container {name}: its supervisor had died, its output had nowhere to go")
                     if repair:
-                        for pid, argv in _lxc_processes(store.containers_dir):
+                        for pid, argv in lxc_processes(store.containers_dir):
                             if "-n" in argv and argv[argv.index("-n") + 1] == name:
-                                _kill_and_reap(pid)
+                                kill_and_reap(pid)
                 fix(f"marked container {name} exited (exit code unknown: its supervisor was killed)")
                 if repair:
                     state.update(status="exited", exit_code=None, finished_at=time.time())
-                    _shim.write_json_atomic(str(d / "state.json"), state)
+                    write_state(str(d / "state.json"), state)
 
         # -- cgroups no container uses -------------------------------------------------
         # Candidates first, users after: a container that starts in between
         # then counts as a user, never as a leftover whose processes we kill.
-        prefix = f"pylxcore-{store.root_id}-"
+        prefix = cgroup_prefix(store.root_id)
         candidates = []
         for base in host_layout().all_dirs:
             try:
@@ -297,7 +262,7 @@ def check(engine: Engine, *, repair: bool = True) -> CheckReport:
                 continue
             if not repair:
                 problems.append(f"leftover cgroup {path}")
-            elif _remove_cgroup(path):
+            elif remove_cgroup(path):
                 repaired.append(f"removed leftover cgroup {path}")
     return CheckReport(tuple(repaired), tuple(problems))
 
@@ -305,49 +270,17 @@ def check(engine: Engine, *, repair: bool = True) -> CheckReport:
 def _cgroup_users(store: Store) -> set[str]:
     """Names whose cgroups are in use: containers with a live supervisor or a
     live lxc-execute, and build containers whose builder is alive."""
-    users = _names(_lxc_processes(store.containers_dir)) | _names(_lxc_processes(store.tmp_dir))
+    users = container_names(lxc_processes(store.containers_dir))
+    users |= container_names(lxc_processes(store.tmp_dir))
     for d in store.containers_dir.iterdir():
         try:
             state = read_json(d / "state.json")
         except (OSError, ValueError):
             continue
         pid = state.get("shim_pid")
-        if pid and _shim.process_start_time(int(pid)) == state.get("shim_start"):
+        if pid and process_start_time(int(pid)) == state.get("shim_start"):
             users.add(d.name)
     for staged in store.tmp_dir.iterdir():
         if owner_alive(staged.name):
             users.update(p.name for p in staged.glob("pxb-*"))
     return users
-
-
-def remove_cgroups(name: str) -> None:
-    """Remove cgroup ``name`` and liblxc's ``name.monitor`` in every hierarchy
-    (name=systemd and the unified one hold no controller we use, but liblxc
-    makes them there too), killing what still lives in them."""
-    for base in host_layout().all_dirs:
-        for suffix in ("", ".monitor"):
-            path = os.path.join(base, name + suffix)
-            if os.path.exists(path):  # (plain strings: this runs at every remove)
-                _remove_cgroup(Path(path))
-
-
-def _remove_cgroup(path: Path) -> bool:
-    """Kill what still lives in a leftover cgroup tree (the payload of a
-    container whose monitor was killed dies a moment later, or not at all),
-    then rmdir it deepest first. False if it could not be removed."""
-    dirs = sorted((p for p in path.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)) + [path]
-    for _ in range(300):
-        pids = []
-        for d in dirs:
-            with contextlib.suppress(OSError):
-                pids += [int(x) for x in (d / "cgroup.procs").read_text().split()]
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        for d in dirs:
-            with contextlib.suppress(OSError):
-                d.rmdir()
-        if not path.exists():
-            return True
-        time.sleep(0.01)
-    return False

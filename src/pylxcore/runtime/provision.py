@@ -1,0 +1,208 @@
+"""Making a container from an image: its dir, writable layer, liblxc config and record (meta.json).
+
+A container is a directory ``ROOT/containers/NAME`` (an LXC lxcpath entry, so
+``lxc-ls -P ROOT/containers`` lists it) holding:
+
+    config      the liblxc config (rootfs = overlay of the image's layers + upper/)
+    meta.json   what it was created with (image, command, env, limits, …)
+    upper/      its writable layer (work/ beside it is overlayfs's)
+    run.spec    what the supervisor runs
+    state.json  written by the supervisor: running / exited, exit code, OOM
+    log         stdout and stderr records with timestamps (see pylxcore.runtime.logs);
+    log.1, …    the older ones, rotated (see pylxcore.supervisor.logfile)
+    lxc.log     liblxc's errors of the last start
+    reserve     disk space the supervisor holds back for its last words
+
+This module makes the first three; the supervisor, which outlives the
+Python process that started the container, writes the rest.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import attrs
+
+from pylxcore.errors import Conflict, ImageNotFound, SpecError
+from pylxcore.runtime.cgroups import cgroup_name
+from pylxcore.runtime.limits import host_layout
+from pylxcore.runtime.lxcconfig import SECCOMP_PROFILE, RunConfig, render
+from pylxcore.runtime.programs import Command, command_argv
+from pylxcore.runtime.rootfs import LayerStack, make_target, overlay_spec
+from pylxcore.runtime.userns import subordinate_ids
+from pylxcore.runtime.users import lookup_user
+from pylxcore.spec import Limits, Mount, parse_size, validate, validate_container_name
+from pylxcore.store import Store, atomic_write, canonical_json, rmtree
+from pylxcore.supervisor.mounts import USERNS_ROOTFS
+from pylxcore.supervisor.runspec import UsernsSpec
+
+# The default cap of a container's log: Docker's recommended json-file
+# options (max-size 10m, max-file 3). At most ~30 MB a container on disk, and
+# the last 10 MB or more (tens of thousands of lines) always at hand.
+DEFAULT_LOG_MAX_SIZE = 10 << 20
+DEFAULT_LOG_MAX_FILES = 3
+# At most this many log files: each rotation renames them all.
+MAX_LOG_FILES = 100
+
+
+def log_options(max_size: int | str | None, max_files: int) -> dict[str, int]:
+    """The meta.json fields of a log cap: ``log_max_size`` in bytes (-1: no cap)
+    and ``log_max_files``. Raises SpecError for a bad size or number of files."""
+    if max_size is None:
+        size = DEFAULT_LOG_MAX_SIZE
+    elif max_size in (-1, "-1") and not isinstance(max_size, bool):
+        size = -1
+    else:
+        size = parse_size(max_size, key="log_max_size")
+    if isinstance(max_files, bool) or not isinstance(max_files, int) or not 1 <= max_files <= MAX_LOG_FILES:
+        raise SpecError(
+            f"expected a number of files from 1 to {MAX_LOG_FILES}, got {max_files!r}", key="log_max_files"
+        )
+    return {"log_max_size": size, "log_max_files": max_files}
+
+
+def provision(
+    store: Store,
+    record: dict[str, Any],
+    image: str,
+    command: Command,
+    *,
+    name: str,
+    env: Mapping[str, str] | None,
+    workdir: str | None,
+    user: str | None,
+    limits: Limits | None,
+    mounts: Sequence[Mount],
+    network: str,
+    labels: Mapping[str, str] | None,
+    userns: bool,
+    log_max_size: int | str | None,
+    log_max_files: int,
+) -> None:
+    """Make container ``name`` of ``store`` from ``image`` (``record``: its
+    image record), not started: an overlay of the image's layers plus an
+    empty writable layer (no copy), or with ``userns`` the dirs its
+    supervisor mounts idmapped layers on. See ContainerCollection.create for
+    the options. Nothing is left of it when it raises: ImageNotFound (the
+    image was removed meanwhile), Conflict (name taken), SpecError (bad name,
+    command, env, mount, user or log option), LimitError (a limit the host
+    cannot enforce), LXCError (``userns`` on a host with no subordinate ids
+    for root), TypeError (an option of the wrong type)."""
+    cfg = record["config"]
+    validate_container_name(name)
+    argv = command_argv(command, cfg.get("cmd"))
+    merged_env = validate.env({**(cfg.get("env") or {}), **validate.env(env)})
+    if network not in ("none", "host"):
+        raise SpecError(f"network must be 'none' or 'host', not {network!r}", key="network")
+    if not isinstance(userns, bool):
+        raise TypeError(f"userns must be True, False or None, not {userns!r}")
+    ids = subordinate_ids() if userns else None
+    labels = validate.labels(labels)
+    if limits is not None and not isinstance(limits, Limits):
+        raise TypeError(f"limits must be a Limits, not {type(limits).__name__}")
+    eff_limits = Limits.from_dict(cfg.get("limits") or {}).merged(limits or Limits())
+    mounts = list(mounts)
+    for i, m in enumerate(mounts):
+        if not isinstance(m, Mount):
+            raise TypeError(f"mounts[{i}] must be a Mount, not {type(m).__name__}")
+        if not os.path.exists(m.source):
+            raise SpecError(f"mount source {m.source!r} does not exist", key=f"mounts[{i}].source")
+    workdir = validate.workdir(workdir or cfg.get("workdir") or "/")
+    user = validate.user(user or cfg.get("user") or "root")
+    layers = list(record["layers"])
+    stack = LayerStack([store.layer_dir(k) / "fs" for k in reversed(layers)])
+    uid, gid = (0, 0) if user in ("root", "0", "0:0") else lookup_user(stack, user)
+
+    d = store.containers_dir / name
+    with store.lock("gc", shared=True):
+        # The image may have been removed and its layers pruned since it was
+        # read above; under this lock no prune runs, so look once more.
+        if not all(store.has_layer(k) for k in layers):
+            raise ImageNotFound(f"image {image!r} was removed meanwhile", name=image)
+        try:
+            d.mkdir(mode=0o700)  # the umask can only narrow it
+        except FileExistsError:
+            raise Conflict(f"a container named {name!r} already exists", name=name) from None
+        try:
+            (d / "upper").mkdir()
+            if ids is None:
+                rootfs = overlay_spec([store.short_path(k) for k in reversed(layers)], d / "upper")
+            else:
+                rootfs = f"dir:{USERNS_ROOTFS}"  # in its supervisor's mount namespace
+                keep = [str(SECCOMP_PROFILE), *(m.source for m in mounts)]
+                _prepare_userns(store, d, layers, ids, keep)
+            shift = (0, 0) if ids is None else (ids[0], ids[2])
+            targets = [
+                make_target(
+                    d / "upper",
+                    stack,
+                    m.target,
+                    file=not os.path.isdir(m.source),
+                    key=f"mounts[{i}].target",
+                    shift=shift,
+                )
+                for i, m in enumerate(mounts)
+            ]
+            run_cfg = RunConfig(
+                name=name,
+                rootfs=rootfs,
+                idmap=ids,
+                cgroup_dir=cgroup_name(store.root_id, name),
+                env=sorted(merged_env.items()),
+                cwd=workdir,
+                uid=uid,
+                gid=gid,
+                network="host" if network == "host" else "none",
+                mounts=[attrs.evolve(m, target=t) for m, t in zip(mounts, targets)],
+                limits=eff_limits,
+            )
+            text = render(run_cfg, host_layout())
+            # 0600: it may hold secrets (env values); the store's walls keep others out too.
+            fd = os.open(d / "config", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            with open(fd, "w") as fh:
+                fh.write(text)
+            meta = {
+                "id": os.urandom(32).hex(),
+                "name": name,
+                "image": image,
+                "image_id": record["id"],
+                "layers": layers,
+                "command": argv,
+                "env": merged_env,
+                "workdir": workdir,
+                "user": user,
+                "uid": uid,
+                "gid": gid,
+                "network": network,
+                "limits": eff_limits.to_dict(),
+                "mounts": [attrs.asdict(m) for m in mounts],
+                "labels": dict(labels or {}),
+                "userns": userns,
+                "created": time.time(),
+                **log_options(log_max_size, log_max_files),  # raises SpecError
+            }
+            atomic_write(d / "meta.json", canonical_json(meta))
+        except BaseException:
+            rmtree(d)
+            raise
+
+
+def _prepare_userns(
+    store: Store, d: Path, layers: Sequence[str], ids: tuple[int, int, int, int], keep: Sequence[str]
+) -> None:
+    """The dirs a user-namespaced container's supervisor mounts on (see
+    pylxcore.runtime.userns): one per layer, and the overlay's work dir.
+    The writable layer's top belongs to the container's root."""
+    (d / "work").mkdir()
+    (d / "lower").mkdir()
+    for i in range(len(layers)):
+        (d / "lower" / str(i)).mkdir()
+    base = store.layer_dir(layers[0]) / "fs"
+    os.chmod(d / "upper", stat.S_IMODE(os.stat(base).st_mode))
+    os.chown(d / "upper", ids[0], ids[2])
+    lowers = [str(store.layer_dir(k) / "fs") for k in reversed(layers)]
+    UsernsSpec(ids, lowers, list(keep)).write(str(d))
