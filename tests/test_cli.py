@@ -24,8 +24,12 @@ from typing import Iterator, NamedTuple
 import pytest
 
 from pylxcore import Engine
-from pylxcore import cli as cli_module
-from pylxcore.cli import human_duration, human_size, main, table
+from pylxcore.cli import containers as cli_containers
+from pylxcore.cli import images as cli_images
+from pylxcore.cli import main
+from pylxcore.cli.output import human_duration, table
+from pylxcore.cli.parser import build_parser, command_word
+from pylxcore.spec.sizes import human_size
 
 IMG = "test/busybox:1"
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "cli.md"
@@ -132,11 +136,24 @@ def test_human_duration(seconds: float, text: str) -> None:
     assert human_duration(seconds) == text
 
 
-def test_human_size() -> None:
-    assert human_size(0) == "0B"
-    assert human_size(2056192) == "2.056MB"
-    assert human_size(64 * 1024 * 1024, binary=True) == "64MiB"
-    assert human_size(1536, binary=True) == "1.5KiB"
+@pytest.mark.parametrize(
+    ("argv", "word"),
+    [(["ps"], "ps"), (["--root", "R", "--debug", "run", "--rm", "x"], "run"),
+     (["--root=R", "images"], "images"), (["--debug", "ps", "-a"], "ps"), ([], None), (["--help"], None),
+     (["--ro", "R", "ps"], None),
+     (["nosuch"], None), (["--root", "ps"], None), (["-x", "ps"], None)],
+)
+def test_command_word_only_when_certain(argv: list[str], word: str | None) -> None:
+    # Parsing a known command builds its sub-parser alone; anything else gets the whole parser.
+    assert command_word(argv) == word
+
+
+def test_one_command_parses_as_with_the_whole_parser() -> None:
+    for argv in (["--root", "R", "run", "--rm", "-e", "A=1", "img", "sh", "-c", "x"], ["--debug", "ps", "-a"],
+                 ["kill", "-s", "TERM", "a", "b"], ["--root=R", "logs", "-f", "--tail", "3", "c"]):
+        name = command_word(argv)
+        assert name is not None
+        assert build_parser(only=name).parse_args(argv) == build_parser().parse_args(argv)
 
 
 def test_usage_errors_help_and_version(capsys: pytest.CaptureFixture[str]) -> None:
@@ -570,11 +587,11 @@ def test_build_failure(cli: CLI, tmp_path: Path) -> None:
     r = cli("build", str(failing))
     assert r.code == 1
     assert "  | line1" in r.out  # shown as it ran
-    assert "layer 0 (RUN echo line1; exit 7)" in one_error_line(r.err) and "7" in r.err
+    assert "step 1 (RUN echo line1; exit 7)" in one_error_line(r.err) and "7" in r.err
     r = cli("build", "-q", str(failing))
     assert r.code == 1 and r.out == ""
     *tail, last = r.err.splitlines()
-    assert tail == ["  | line1"] and last.startswith("pylxcore: error: layer 0")
+    assert tail == ["  | line1"] and last.startswith("pylxcore: error: step 1")
 
 
 # --------------------------------------------------------------------------
@@ -602,7 +619,7 @@ def test_an_unexpected_error_is_one_line_too(
     def broken(args: object) -> int:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(cli_module, "cmd_ps", broken)
+    monkeypatch.setattr(cli_containers, "cmd_ps", broken)
     assert main(["--root", str(engine.root), "ps"]) == 1
     assert capsys.readouterr().err == "pylxcore: error: RuntimeError: boom (--debug shows the traceback)\n"
 
@@ -634,7 +651,7 @@ def test_keyboard_interrupt_exits_130(
     def interrupted(args: object) -> int:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli_module, "cmd_images", interrupted)
+    monkeypatch.setattr(cli_images, "cmd_images", interrupted)
     assert main(["--root", str(engine.root), "images"]) == 130
     assert "Traceback" not in capsys.readouterr().err
 
@@ -738,10 +755,10 @@ def test_docs_walkthrough(engine: Engine, tmp_path: Path) -> None:
 
 def test_docs_cover_every_command_and_option() -> None:
     text = DOCS.read_text()
-    parser = cli_module.build_parser()
-    for name, sub in cli_module._subcommands(parser).items():
+    parser = build_parser()
+    for name, sub in parser.commands.items():
         assert f"## {name}" in text or re.search(rf"^## .*\b{name}\b", text, re.M), f"no section for {name}"
-        for action in sub._actions:
+        for action in sub.arguments:
             for option in action.option_strings:
                 if option in ("-h", "--help", "--root", "--debug"):
                     continue  # --help everywhere; the copies of the global options are documented once

@@ -1,0 +1,137 @@
+"""``run`` and ``exec``: their options as the library's values, the output streamed, Ctrl-C passed on."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from typing import TYPE_CHECKING, Any, Sequence
+
+from pylxcore.cli.attach import follow_logs
+from pylxcore.cli.output import EXIT_ERROR, EXIT_OK, write_bytes
+from pylxcore.engine import Engine
+from pylxcore.errors import ContainerNotFound, PylxcoreError, SpecError
+from pylxcore.spec import Limits, Mount
+
+if TYPE_CHECKING:
+    from pylxcore.runtime.container import Container
+
+
+def parse_env(items: Sequence[str]) -> dict[str, str]:
+    """``-e KEY=VALUE`` pairs; a bare ``-e KEY`` takes KEY's value from our
+    environment. The library checks the names and values."""
+    env: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not key:
+            raise SpecError(f"bad environment variable {item!r}: expected KEY=VALUE", key="env")
+        if sep:
+            env[key] = value
+        elif key in os.environ:
+            env[key] = os.environ[key]
+    return env
+
+
+def parse_volume(text: str) -> Mount:
+    """``-v SRC:DST[:ro|rw]``; a relative SRC is taken from the current folder."""
+    source, sep, rest = text.partition(":")
+    if sep and source and not source.startswith("/"):
+        text = os.path.abspath(source) + ":" + rest
+    return Mount.parse(text)
+
+
+def parse_log_opts(items: Sequence[str]) -> dict[str, Any]:
+    """``--log-opt max-size=10m`` and ``--log-opt max-file=3`` (docker's json-file
+    options) as ``run``'s keyword arguments; the library checks the values."""
+    options: dict[str, Any] = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        if key == "max-size":
+            options["log_max_size"] = value
+        elif key == "max-file" and value.isdigit():
+            options["log_max_files"] = int(value)
+        else:
+            raise SpecError(
+                f"bad log option {item!r}: expected max-size=SIZE or max-file=N", key="log-opt"
+            )
+    return options
+
+
+def _limits(args: argparse.Namespace) -> Limits | None:
+    values = {key: getattr(args, key) for key in ("memory", "cpus", "pids") if getattr(args, key) is not None}
+    return Limits(**values) if values else None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """``run IMAGE [CMD...]``: create and start a container; attached unless ``-d``."""
+    engine = Engine(root=args.root)
+    options: dict[str, Any] = {
+        "name": args.name,
+        "env": parse_env(args.env),
+        "mounts": [parse_volume(v) for v in args.volume],
+        "limits": _limits(args),
+        "network": args.network,
+        "workdir": args.workdir,
+        "user": args.user,
+        "userns": args.userns,
+        **parse_log_opts(args.log_opt),
+    }
+    command = args.command or None
+    container: Container
+    if args.detach:
+        try:
+            container = engine.containers.run(args.image, command, detach=True, remove=args.rm, **options)
+        except ContainerNotFound as err:
+            if not args.rm:
+                raise
+            # It already ran and removed itself (--rm) before run() could reload it.
+            print(getattr(err, "name", "") or args.name)
+            return EXIT_OK
+        print(container.name)
+        return EXIT_OK
+    # Attached: start it detached (so nothing removes it before we read its
+    # exit code), stream its output as it comes, then wait.
+    container = engine.containers.run(args.image, command, detach=True, remove=False, **options)
+    code: int | None
+    try:
+        follow_logs(container)
+        code = container.wait()
+    except KeyboardInterrupt:
+        _interrupt(container)
+        raise
+    finally:
+        if args.rm:
+            container.remove(force=True)
+    if code is None:
+        print(f"pylxcore: error: the exit code of container {container.name!r} was lost", file=sys.stderr)
+        return EXIT_ERROR
+    return code
+
+
+def _interrupt(container: Container) -> None:
+    """Ctrl-C while attached: pass SIGINT on to the container, like ``docker run``."""
+    try:
+        container.kill("SIGINT")
+    except PylxcoreError:
+        pass
+
+
+def cmd_exec(args: argparse.Namespace) -> int:
+    """``exec NAME CMD...``: run a command in a running container; its exit code is ours."""
+    container = Engine(root=args.root).containers.get(args.name)
+    stdin = sys.stdin.buffer.read() if args.interactive else None
+    stream = container.exec_stream(
+        args.command, env=parse_env(args.env), workdir=args.workdir, user=args.user, stdin=stdin
+    )
+    try:
+        for name, chunk in stream:
+            write_bytes(sys.stdout if name == "stdout" else sys.stderr, chunk)
+    except KeyboardInterrupt:
+        try:
+            os.kill(stream.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        stream.wait()
+        raise
+    return stream.wait()
