@@ -17,7 +17,7 @@ from pathlib import Path
 # tests/peers.py is shared with the tests: make the repository root importable.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.peers import DockerPeer, docker_missing  # noqa: E402
+from tests.peers import DockerPeer, docker_missing
 
 IMAGE = "pxbench-busybox"
 

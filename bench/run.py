@@ -26,11 +26,11 @@ from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from baselines import LXCTools, RawLXC  # noqa: E402
-from cases import CASES, Ctx  # noqa: E402
-from docker import Docker  # noqa: E402
-from podman import Podman  # noqa: E402
-from timing import Row, table  # noqa: E402
+from baselines import LXCTools, RawLXC
+from cases import CASES, Ctx
+from docker import Docker
+from podman import Podman
+from timing import Row, table
 
 HERE = Path(__file__).resolve().parent
 
@@ -66,7 +66,7 @@ def machine() -> dict[str, str]:
 
     mem_kb = int(_first("/proc/meminfo", "MemTotal").split()[0])
     return {
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "kernel": platform.release(),
         "CPU": _first("/proc/cpuinfo", "model name"),
         "cores": str(os.cpu_count()),

@@ -1,6 +1,7 @@
 """pylxcore: Docker's core ideas (layered images, containers) as a Python library on LXC.
 
     from pylxcore import Engine, Image, Layer, Limits, Mount
+
     engine = Engine(root="/srv/px")
     built = engine.images.build(Image("web:1.0", layers=["mkdir -p /www"]))
     with engine.containers.run("web:1.0", ["sleep", "60"], detach=True) as c:
@@ -83,7 +84,7 @@ def __getattr__(name: str) -> Any:
     home = _HOMES.get(name)
     if home is None:
         raise AttributeError(f"module 'pylxcore' has no attribute {name!r}")
-    import importlib  # noqa: PLC0415
+    import importlib
 
     value = getattr(importlib.import_module(f".{home}", __name__), name)
     globals()[name] = value

@@ -77,7 +77,7 @@ class BuiltImage:
         return f"<BuiltImage {self.name} id={self.short_id} layers={len(self.layer_keys)} size={size}>"
 
     def _repr_html_(self) -> str:
-        import html  # noqa: PLC0415  (deferred: only Jupyter needs it)
+        import html  # (deferred: only Jupyter needs it)
 
         rows = "".join(
             "<tr>"

@@ -63,7 +63,7 @@ def _file_sha256(path: str, reads: Reads | None = None) -> str:
 
 
 def _hash_file(path: str) -> str:
-    import hashlib  # noqa: PLC0415  (deferred: 4 ms of every import pylxcore)
+    import hashlib  # (deferred: 4 ms of every import pylxcore)
 
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -93,7 +93,7 @@ def tree_digest(root: Path, reads: Reads | None = None) -> str:
     is stat'ed before it is listed, each entry before its bytes are read, and
     ``reads`` learns them all so.
     """
-    import hashlib  # noqa: PLC0415  (deferred: 4 ms of every import pylxcore)
+    import hashlib  # (deferred: 4 ms of every import pylxcore)
 
     h = hashlib.sha256()
     top = os.fspath(root)
@@ -193,7 +193,7 @@ def apt_mirror() -> str:
 
 
 def _arch() -> str:
-    import subprocess  # noqa: PLC0415  (deferred: a tenth of import pylxcore)
+    import subprocess  # (deferred: a tenth of import pylxcore)
 
     out = subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True, check=False)
     return out.stdout.strip() or os.uname().machine
@@ -244,7 +244,7 @@ def materialize(base: str, dest: Path, log: Log) -> None:
     elif kind == "dir":
         _run(["cp", "-a", "--reflink=auto", f"{arg}/.", str(dest)], f"copy of {arg}", log)
     elif kind == "tar":
-        import shutil  # noqa: PLC0415  (deferred: 3 ms of every import pylxcore)
+        import shutil  # (deferred: 3 ms of every import pylxcore)
 
         if arg.endswith(".zst") and shutil.which("zstd") is None:
             raise BuildError(f"base {base!r} needs the zstd tool (apt-get install zstd)")
@@ -273,7 +273,7 @@ def materialize(base: str, dest: Path, log: Log) -> None:
 
 
 def _run(argv: list[str], what: str, log: Log) -> None:
-    import subprocess  # noqa: PLC0415  (deferred: a tenth of import pylxcore)
+    import subprocess  # (deferred: a tenth of import pylxcore)
 
     proc = subprocess.run(argv, capture_output=True, text=True, check=False)
     for line in (proc.stdout + proc.stderr).splitlines():
@@ -290,8 +290,8 @@ _GROUP = "root:x:0:\nnogroup:x:65534:\n"
 
 
 def _busybox(dest: Path) -> None:
-    import shutil  # noqa: PLC0415  (deferred: 3 ms of every import pylxcore)
-    import subprocess  # noqa: PLC0415  (deferred: a tenth of import pylxcore)
+    import shutil  # (deferred: 3 ms of every import pylxcore)
+    import subprocess  # (deferred: a tenth of import pylxcore)
 
     src = busybox_path()
     _check_static(src)
@@ -314,8 +314,8 @@ def _busybox(dest: Path) -> None:
 
 
 def _debootstrap(suite: str, dest: Path, log: Log) -> None:
-    import shutil  # noqa: PLC0415  (deferred: 3 ms of every import pylxcore)
-    import subprocess  # noqa: PLC0415  (deferred: a tenth of import pylxcore)
+    import shutil  # (deferred: 3 ms of every import pylxcore)
+    import subprocess  # (deferred: a tenth of import pylxcore)
 
     if shutil.which("debootstrap") is None:
         raise BuildError("base 'debian:…' needs the debootstrap package (apt-get install debootstrap)")

@@ -365,8 +365,8 @@ def _die_with_parent() -> Callable[[], None]:
     liblxc would recreate the removed staging dir for its log). PR_SET_PDEATHSIG
     ends the child with its parent; the getppid() check closes the window in
     which the parent died before the signal was armed."""
-    import ctypes  # noqa: PLC0415  (only builds need it)
-    import signal  # noqa: PLC0415  (only builds that run a step need it)
+    import ctypes  # (only builds need it)
+    import signal  # (only builds that run a step need it)
 
     prctl = ctypes.CDLL(None, use_errno=True).prctl
     parent = os.getpid()
@@ -383,7 +383,7 @@ def _die_with_parent() -> Callable[[], None]:
 def _run_streaming(argv: list[str], out: Callable[[str], None], env: dict[str, str]) -> tuple[int, list[str]]:
     """Run argv with stdout+stderr merged, passing each line to ``out`` as it
     comes; ``env`` is its whole environment (lxc-execute needs none of ours)."""
-    import subprocess  # noqa: PLC0415  (deferred: a tenth of import pylxcore)
+    import subprocess  # (deferred: a tenth of import pylxcore)
 
     proc = subprocess.Popen(
         argv,

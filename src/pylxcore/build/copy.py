@@ -176,7 +176,7 @@ class _Digest:
     or times: the copy makes everything root's."""
 
     def __init__(self) -> None:
-        import hashlib  # noqa: PLC0415  (deferred: 4 ms of every import pylxcore)
+        import hashlib  # (deferred: 4 ms of every import pylxcore)
 
         self._h = hashlib.sha256()
 
@@ -207,7 +207,7 @@ def _content_sha256(entry: _Entry) -> str:
         return sha256_hex(os.fsencode(entry.target))
     if stat.S_ISDIR(entry.st.st_mode):
         return ""
-    import hashlib  # noqa: PLC0415  (deferred: 4 ms of every import pylxcore)
+    import hashlib  # (deferred: 4 ms of every import pylxcore)
 
     st = entry.st
     fingerprint = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
@@ -269,7 +269,7 @@ def _copy_entry(entry: _Entry, dir_fd: int, name: str, mode: int | None) -> tupl
     perms = mode if mode is not None else stat.S_IMODE(entry.st.st_mode)
     if stat.S_ISDIR(entry.st.st_mode):
         return _content_sha256(entry), make_dir(dir_fd, name, 0, 0, perms)
-    import hashlib  # noqa: PLC0415  (deferred: 4 ms of every import pylxcore)
+    import hashlib  # (deferred: 4 ms of every import pylxcore)
 
     h = hashlib.sha256()
     # O_NOFOLLOW|O_EXCL: the target is new in a fresh layer; never write through a link.

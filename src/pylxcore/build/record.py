@@ -90,7 +90,7 @@ def store_hint(argv: Sequence[str], environ: Mapping[str, str], cwd: str) -> str
 
 def record_file(root: str, inv: Invocation) -> str:
     """The record of invocation ``inv`` in the store ``root``."""
-    import zlib  # noqa: PLC0415  (only the record's name needs it)
+    import zlib  # (only the record's name needs it)
 
     # A short name is enough: the record holds the whole invocation and is
     # only used when it matches, so a collision costs a miss, never a wrong answer.
@@ -152,7 +152,7 @@ def ref_fact(refs_file: str, name: str, image_id: str) -> Fact:
 
 
 def _sha256_of(path: str, follow: bool) -> str:
-    import hashlib  # noqa: PLC0415  (deferred: only a racy file needs it, and it costs ~3 ms)
+    import hashlib  # (deferred: only a racy file needs it, and it costs ~3 ms)
 
     flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
     fd = os.open(path, flags)

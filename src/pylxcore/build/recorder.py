@@ -83,8 +83,8 @@ class Reads:
         sha256 = None
         if not record.settled(st, time.time_ns()):
             # Hash what is there now, and vouch for it only if it says what was read.
-            import hashlib  # noqa: PLC0415  (deferred: 3 ms of every import pylxcore)
-            import json  # noqa: PLC0415
+            import hashlib  # (deferred: 3 ms of every import pylxcore)
+            import json
 
             with open(path, "rb") as fh:
                 data = fh.read()
@@ -191,10 +191,10 @@ class Session:
             document = self._document(code)
             if document is None:
                 return None
-            import json  # noqa: PLC0415
-            from pathlib import Path  # noqa: PLC0415
+            import json
+            from pathlib import Path
 
-            from pylxcore.store import atomic_write, make_private_dir  # noqa: PLC0415
+            from pylxcore.store import atomic_write, make_private_dir
 
             path = Path(record.record_file(self.hint, self.invocation))
             make_private_dir(path.parent)
@@ -240,8 +240,8 @@ class Session:
     @staticmethod
     def _note_spec_file(reads: Reads, path: str, image: Image) -> bool:
         """The YAML: vouched for only by bytes that say exactly the image built."""
-        from pylxcore.errors import SpecError  # noqa: PLC0415
-        from pylxcore.spec import Image  # noqa: PLC0415
+        from pylxcore.errors import SpecError
+        from pylxcore.spec import Image
 
         real = os.path.realpath(path)
         st = os.stat(path)
@@ -252,7 +252,7 @@ class Session:
                 return False
         except (SpecError, UnicodeDecodeError):
             return False
-        import hashlib  # noqa: PLC0415  (deferred: 3 ms of every import pylxcore)
+        import hashlib  # (deferred: 3 ms of every import pylxcore)
 
         reads.resolved(path, real)
         reads.saw(path, st, follow=True, sha256=hashlib.sha256(data).hexdigest())

@@ -28,7 +28,7 @@ def _pump(
         )
         for chunk in chunks:
             write_bytes(out, chunk)
-    except BaseException as err:  # handed to the main thread, which raises it
+    except BaseException as err:  # noqa: BLE001  (handed to the main thread, which raises it)
         failures.append(err)
 
 

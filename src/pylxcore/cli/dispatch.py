@@ -51,7 +51,7 @@ def run(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         quiet_stdout()
         return EXIT_ERROR
-    except Exception as err:  # one line, not a traceback, unless --debug
+    except Exception as err:  # noqa: BLE001  (one line, not a traceback, unless --debug)
         report_error(err, args.debug)
         return _exit_code(err, args.error_code)
     finally:

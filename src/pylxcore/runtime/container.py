@@ -478,7 +478,7 @@ class Container:
             rows.append(("memory", human_size(s.memory_bytes or 0, binary=True)))
             rows.append(("cpu", f"{(s.cpu_seconds or 0):.2f} s"))
             rows.append(("pids", str(s.pids)))
-        import html  # noqa: PLC0415  (deferred: only Jupyter needs it)
+        import html  # (deferred: only Jupyter needs it)
 
         body = "".join(
             f"<tr><th style='text-align:left'>{k}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows

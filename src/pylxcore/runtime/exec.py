@@ -69,7 +69,7 @@ class ExecStream:
                 finally:
                     os.close(in_w)
 
-            import threading  # noqa: PLC0415  (deferred: only exec with stdin needs it)
+            import threading  # (deferred: only exec with stdin needs it)
 
             threading.Thread(target=feed, daemon=True).start()
         else:
@@ -77,7 +77,7 @@ class ExecStream:
         self._started = time.monotonic()
 
     def __iter__(self) -> Iterator[tuple[str, bytes]]:
-        import selectors  # noqa: PLC0415  (deferred: only exec needs it)
+        import selectors  # (deferred: only exec needs it)
 
         sel = selectors.DefaultSelector()
         for fd in self._fds:

@@ -64,7 +64,7 @@ def _code_tag() -> bytes:
     """What the supervisor runs: this interpreter and the sources of the
     supervisor and of the helper it imports. A zygote is found by it, so that
     a changed library never asks a zygote that runs older code."""
-    import hashlib  # noqa: PLC0415  (deferred: ~4 ms, and only starts need it)
+    import hashlib  # (deferred: ~4 ms, and only starts need it)
 
     digest = hashlib.sha256(f"{sys.executable}\0{sys.version}\0".encode())
     package = Path(pylxcore.supervisor.__file__).parent
@@ -78,7 +78,7 @@ def zygote_name(containers_dir: Path) -> str:
     ``containers_dir`` (see pylxcore.supervisor.protocol.zygote_address). One
     per store and supervisor code; short whatever the root's path. Raises
     OSError when the supervisor's sources cannot be read."""
-    import hashlib  # noqa: PLC0415  (see _code_tag)
+    import hashlib  # (see _code_tag)
 
     key = hashlib.sha256(_code_tag() + os.fsencode(containers_dir)).hexdigest()[:32]
     return f"pylxcore-zygote-{key}"
@@ -89,7 +89,7 @@ def ask_zygote(containers_dir: Path, ctrdir: Path) -> bytes | None:
     ``ctrdir``, starting the zygote first when none listens. The supervisor's
     answer (see pylxcore.supervisor.protocol); None when no zygote could take
     the request, and nothing was started. Raises nothing."""
-    import socket  # noqa: PLC0415  (deferred: ~4 ms, and only starts need it)
+    import socket  # (deferred: ~4 ms, and only starts need it)
 
     try:
         name = zygote_name(containers_dir)
@@ -155,7 +155,7 @@ def close_zygote(containers_dir: Path) -> None:
     """Ask the zygote of the store whose containers are in ``containers_dir``,
     if one runs, to exit now (it would after a few idle seconds anyway), and
     wait (up to 10 s) until it has. Supervisors it started run on. Raises nothing."""
-    import socket  # noqa: PLC0415  (see ask_zygote)
+    import socket  # (see ask_zygote)
 
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(10)

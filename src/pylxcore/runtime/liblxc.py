@@ -23,7 +23,7 @@ def _module() -> Any:
     global _lxc
     if _lxc is None:
         try:
-            import lxc  # noqa: PLC0415  (deferred: the bindings do work at import time)
+            import lxc  # (deferred: the bindings do work at import time)
         except ImportError as err:
             raise LXCError(
                 "the python3-lxc bindings are not installed (pip install lxc; needs the OS package lxc-dev)",
@@ -36,7 +36,7 @@ def _module() -> Any:
 
 def tool(name: str) -> str:
     """The path of an ``lxc-*`` tool, or LXCError when liblxc's tools are missing."""
-    import shutil  # noqa: PLC0415  (deferred: 3 ms of every import pylxcore)
+    import shutil  # (deferred: 3 ms of every import pylxcore)
 
     path = shutil.which(name)
     if path is None:

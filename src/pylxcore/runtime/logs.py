@@ -74,7 +74,7 @@ class LogCursor:
         """Open the file that follows the one being read (the oldest when none
         is): (fd, inode, whether it is the newest); None while there is none
         (ours is the newest, or the container has been removed)."""
-        import fcntl  # noqa: PLC0415  (deferred: only logs need it)
+        import fcntl  # (deferred: only logs need it)
 
         try:
             dir_fd = os.open(self._dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)

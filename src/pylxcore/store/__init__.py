@@ -53,7 +53,7 @@ TOP_DIRS = ("layers", "l", "images", "containers", "tmp", "locks", "cache")
 
 
 def sha256_hex(data: bytes | str) -> str:
-    import hashlib  # noqa: PLC0415  (deferred: 4 ms of every import pylxcore)
+    import hashlib  # (deferred: 4 ms of every import pylxcore)
 
     if isinstance(data, str):
         data = data.encode()
@@ -116,7 +116,7 @@ def rmtree(path: Path) -> None:
         except FileNotFoundError:
             pass
 
-    import shutil  # noqa: PLC0415  (deferred: 3 ms of every import pylxcore)
+    import shutil  # (deferred: 3 ms of every import pylxcore)
 
     shutil.rmtree(path, onerror=onerror)
 
@@ -163,7 +163,7 @@ def atomic_write(path: Path, data: str) -> None:
 
 
 def _atomic_write(path: Path, data: str) -> None:
-    import tempfile  # noqa: PLC0415  (deferred: 2 ms of every import pylxcore)
+    import tempfile  # (deferred: 2 ms of every import pylxcore)
 
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".tmp-{owner_tag()}-")
@@ -298,7 +298,7 @@ class Store:
         """A fresh private dir under tmp/; the caller commits it or removes it.
         mkdtemp makes it 0700 whatever the umask: a layer committed from it
         (layers/<hex>/) keeps that mode."""
-        import tempfile  # noqa: PLC0415  (deferred: 2 ms of every import pylxcore)
+        import tempfile  # (deferred: 2 ms of every import pylxcore)
 
         return Path(tempfile.mkdtemp(prefix=f"{prefix}-{owner_tag()}-", dir=self.tmp_dir))
 

@@ -28,7 +28,7 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     if len(argv) == 4 and argv[1] == "--zygote":
         # socket costs a supervisor ~4 ms to import; only the zygote needs it.
-        from pylxcore.supervisor.zygote import zygote  # noqa: PLC0415
+        from pylxcore.supervisor.zygote import zygote
 
         try:
             return zygote(argv[2], argv[3])

@@ -22,7 +22,7 @@ def userns_rootfs(ctrdir: str) -> None:
     layer idmapped to the container's ids, the overlay over them with the
     container's writable layer on top, as ``userns.spec`` says (see
     runspec.UsernsSpec and pylxcore.runtime.userns). Raises OSError, ValueError."""
-    import ctypes  # noqa: PLC0415  (only user-namespaced containers need it)
+    import ctypes  # (only user-namespaced containers need it)
 
     spec = UsernsSpec.read(ctrdir)
     ustart, ucount, gstart, gcount = spec.ids
@@ -67,7 +67,7 @@ def userns_rootfs(ctrdir: str) -> None:
         os.waitpid(child, 0)
 
     class MountAttr(ctypes.Structure):
-        _fields_ = [  # noqa: RUF012  (ctypes' own convention)
+        _fields_ = [
             ("attr_set", ctypes.c_uint64),
             ("attr_clr", ctypes.c_uint64),
             ("propagation", ctypes.c_uint64),
@@ -155,7 +155,7 @@ def userns_rootfs(ctrdir: str) -> None:
 
 def leave_mount_namespace(host_ns: int) -> None:
     """setns(2) back into the mount namespace ``host_ns`` (and close it). Raises OSError."""
-    import ctypes  # noqa: PLC0415
+    import ctypes
 
     try:
         if ctypes.CDLL(None, use_errno=True).setns(host_ns, _CLONE_NEWNS) != 0:

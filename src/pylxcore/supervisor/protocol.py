@@ -45,7 +45,7 @@ def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
     """(pid, uid, gid) of the process at the other end of unix socket
     ``sock``; for a connection to a listening socket, of the process that
     listened, as it was then. Raises OSError."""
-    import socket  # noqa: PLC0415  (whoever holds a socket has loaded it already)
+    import socket  # (whoever holds a socket has loaded it already)
 
     pid, uid, gid = _UCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size))
     return pid, uid, gid

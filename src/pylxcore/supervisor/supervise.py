@@ -217,8 +217,8 @@ def _remove_dir(ctrdir: str) -> None:
     """Remove the container like ``Container.remove()`` does: renamed into the
     store's tmp/ first, so that readers see all of it or nothing, never a
     directory without its state (which would read as "created")."""
-    import shutil  # noqa: PLC0415  (only needed here, at the very end)
-    import tempfile  # noqa: PLC0415
+    import shutil  # (only needed here, at the very end)
+    import tempfile
 
     tmp = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(ctrdir))), "tmp")
     try:
@@ -277,7 +277,7 @@ def _become_supervisor(ctrdir: str, ready_w: int) -> NoReturn:
             os.write(ready_w, f"error: supervisor failed: {err!r}".encode())
         except OSError:
             pass
-        import traceback  # noqa: PLC0415
+        import traceback
 
         with open(os.path.join(ctrdir, "supervisor.err"), "a") as fh:
             traceback.print_exc(file=fh)
