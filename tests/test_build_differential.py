@@ -27,6 +27,9 @@ from hypothesis import strategies as st
 from pylxcore import Engine, Image, Layer
 from tests.buildcli import cli_build, untimed
 
+# Tens of real builds through the CLI: the full suite runs it, the fast lane does not.
+pytestmark = pytest.mark.slow
+
 NAME = "diff/img:1"
 BASE = "diff/base:1"
 

@@ -81,6 +81,7 @@ def all_layers_leaks(engine: Engine) -> list[str]:
 # -- the race ------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_racing_the_context_never_copies_a_host_file(
     engine: Engine, tmp_path: Path, staged_leaks: list[str]
 ) -> None:

@@ -32,6 +32,9 @@ from pylxcore.transfer.imageconfig import host_platform
 from pylxcore.transfer.lxcimage import lxc_arch
 from tests.conftest import IN_CI
 
+# Round trips through podman and skopeo: the full suite runs them, the fast lane does not.
+pytestmark = pytest.mark.slow
+
 APP = "interop/app:1"
 # What the image's cmd prints: the same bytes under pylxcore, podman and lxc-execute.
 APP_OUTPUT = b"hello from pylxcore\n/data:\nkeep\n\n/opq:\nnew\n"

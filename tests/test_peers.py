@@ -12,6 +12,9 @@ from pylxcore import Engine
 from tests.conftest import IN_CI
 from tests.peers import OUTSIDE, docker_missing, dockerd
 
+# Starts a dockerd of its own: the full suite runs it, the fast lane does not.
+pytestmark = pytest.mark.slow
+
 
 def need_docker() -> None:
     why = docker_missing()

@@ -8,7 +8,7 @@ import sys
 def main() -> int:
     """The command line. A ``build`` whose every recorded input still holds is
     answered from its record (build/record.py) before the library, and its
-    ~75 ms of imports, loads. Any other command line runs for real inside a
+    ~75 ms of imports, loads. Any other build runs for real inside a
     recording session (build/recorder.py): records come from the real path only."""
     from pylxcore.build.record import replay
 
@@ -22,8 +22,12 @@ def main() -> int:
         return EXIT_ERROR
     if code is not None:
         return code
-    from pylxcore.build.recorder import Session
     from pylxcore.cli import main as cli_main
+    from pylxcore.cli.parser import command_word
+
+    if command_word(argv) != "build":
+        return cli_main(argv)  # only a build is recorded: nothing else wraps its streams
+    from pylxcore.build.recorder import Session
 
     with Session(argv) as session:
         code = cli_main(argv)
