@@ -13,20 +13,20 @@ from typing import Any
 import pytest
 
 from pylxcore import BuildError, BuildEvent, Engine, Image, ImageNotFound, Layer, SpecError
-from pylxcore.runtime import liblxc as _liblxc
+from pylxcore.runtime import liblxc
 
 
 @pytest.fixture
 def count_containers(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
     """Records every container the builder starts (the real call still runs)."""
     started: list[list[str]] = []
-    real = _liblxc.execute_argv
+    real = liblxc.execute_argv
 
     def counting(name: str, lxcpath: str, argv: list[str], log_file: str, **kw: Any) -> list[str]:
         started.append(argv)
         return real(name, lxcpath, argv, log_file, **kw)
 
-    monkeypatch.setattr(_liblxc, "execute_argv", counting)
+    monkeypatch.setattr(liblxc, "execute_argv", counting)
     return started
 
 

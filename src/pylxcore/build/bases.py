@@ -27,10 +27,10 @@ if TYPE_CHECKING:
 # Bumped when what a base produces changes, so old cached bases are not reused.
 _RECIPE = 1
 
-# xattrs a layer never takes from foreign data (a tar base, an imported image,
-# see oci.py): overlayfs's own, which would forge opaque dirs, redirects and
-# whiteouts in the store's layers, and those whose meaning is local to one
-# host's security policy.
+# xattrs a layer never takes from foreign data (a tar base, an imported image:
+# see transfer/layertar.py and unpack.py): overlayfs's own, which would forge
+# opaque dirs, redirects and whiteouts in the store's layers, and those whose
+# meaning is local to one host's security policy.
 OVERLAY_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.")
 LOCAL_XATTRS = ("security.selinux",)
 # The same as GNU tar's --xattrs-exclude patterns (fnmatch; the names hold no

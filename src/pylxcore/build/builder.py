@@ -23,7 +23,7 @@ from pylxcore.build.copy import copy_digest, copy_into
 from pylxcore.build.progress import BuildEvent, Progress, emitter
 from pylxcore.build.recorder import reads_for_build
 from pylxcore.errors import BuildError, ImageNotFound, StorageError
-from pylxcore.runtime import liblxc as _liblxc
+from pylxcore.runtime import liblxc
 from pylxcore.runtime.limits import host_layout
 from pylxcore.runtime.lxcconfig import RunConfig, render, split_env
 from pylxcore.runtime.rootfs import LayerStack, overlay_spec
@@ -277,14 +277,14 @@ class Builder:
             (staged / name / "config").write_text(render(cfg, host_layout()))
             _, inherited = split_env(env)
             script = f"mkdir -p -- {shlex.quote(workdir)} && cd -- {shlex.quote(workdir)}\n{layer.script}"
-            argv = _liblxc.execute_argv(
+            argv = liblxc.execute_argv(
                 name,
                 str(staged),
                 ["/bin/sh", "-e", "-c", script],
                 str(staged / "lxc.log"),
                 inherit=[k for k, _ in inherited],
             )
-            code, tail = _run_streaming(argv, out, _liblxc.execute_env(inherited))
+            code, tail = _run_streaming(argv, out, liblxc.execute_env(inherited))
             if code != 0:
                 detail = tail
                 lxc_log = (

@@ -21,7 +21,7 @@ from pylxcore.errors import (
     StorageError,
     TimeoutExpired,
 )
-from pylxcore.runtime import liblxc as _liblxc
+from pylxcore.runtime import liblxc
 from pylxcore.runtime.cgroups import cgroup_name, remove_cgroups
 from pylxcore.runtime.container import Container, ContainerState
 from pylxcore.runtime.exec import ExecResult
@@ -59,8 +59,8 @@ class ContainerCollection:
     def _lock(self, name: str) -> Any:
         return self._store.lock(f"ctr-{name}")
 
-    def _handle(self, name: str) -> _liblxc.Handle:
-        return _liblxc.Handle(name, str(self._store.containers_dir))
+    def _handle(self, name: str) -> liblxc.Handle:
+        return liblxc.Handle(name, str(self._store.containers_dir))
 
     def _load(self, name: str) -> Container:
         try:
@@ -322,12 +322,12 @@ class ContainerCollection:
                 value=pids,
             )
         _, inherited = split_env(meta["env"])
-        command = _liblxc.execute_argv(
+        command = liblxc.execute_argv(
             name, str(self._store.containers_dir), argv, str(d / "lxc.log"), inherit=[k for k, _ in inherited]
         )
         RunSpec(
             command,
-            env=_liblxc.execute_env(inherited),
+            env=liblxc.execute_env(inherited),
             auto_remove=auto_remove,
             oom_path=oom,
             # (Containers created before logs rotated have no cap of their own.)
