@@ -121,7 +121,9 @@ class RawLXC:
             "lxc.net.0.type = empty",
             "lxc.signal.halt = SIGTERM",
         ]
-        if seccomp is not None and seccomp.exists():
+        if seccomp is not None:
+            if not seccomp.exists():  # a baseline without the profile would flatter itself
+                raise FileNotFoundError(f"the seccomp profile {seccomp} is missing")
             lines.append(f"lxc.seccomp.profile = {seccomp}")
         if os.path.isdir("/sys/fs/cgroup/devices"):
             lines.append("lxc.cgroup.devices.deny = a")

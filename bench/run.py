@@ -97,7 +97,7 @@ def setup(bench_dir: Path, fast: int, medium: int, slow: int) -> Ctx:
     say("building the busybox image")
     built = engine.images.build(Image("pxbench/busybox:1", base="busybox"))
     rootfs = engine.store.layer_dir(built.layer_keys[0]) / "fs"
-    seccomp = Path(sys.modules["pylxcore"].__file__ or "").parent / "data" / "seccomp.profile"
+    from pylxcore.runtime.lxcconfig import SECCOMP_PROFILE as seccomp  # the one pylxcore containers get
     raw = RawLXC(bench_dir / "raw", rootfs, seccomp)
     podman = Podman(bench_dir)
     say("setting up podman (installs podman and runc if missing)")
