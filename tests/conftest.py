@@ -27,6 +27,32 @@ def require_lxc() -> None:
     pytest.skip(f"needs LXC: {why}")  # only off CI: under CI this failed above
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _command_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The suite's ``pylxcore`` commands use warm command servers of its own
+    (cli/warm.py), in a dir of its own; at the end they are stopped by pid."""
+    from pylxcore.cli.warm import DIR_ENV
+
+    base = tmp_path_factory.mktemp("warm")
+    os.environ[DIR_ENV] = str(base)
+    yield
+    stop_command_servers(base)
+
+
+def stop_command_servers(base: Path) -> None:
+    """Stop the command servers listening in ``base`` (their pids are in
+    their lock files) and wait until they are gone."""
+    for lock in base.glob("*.lock"):
+        try:
+            pid = int(lock.read_text().split()[0])
+            os.kill(pid, 15)
+        except (OSError, ValueError, IndexError):
+            continue
+        deadline = time.monotonic() + 10
+        while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+
 def _our_cgroups(root_id: str) -> list[str]:
     """Our cgroups in every hierarchy (liblxc makes them under pid 1's cgroup)."""
     from pylxcore.runtime.limits import host_layout

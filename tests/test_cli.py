@@ -627,11 +627,13 @@ def test_an_unexpected_error_is_one_line_too(
 def test_ctrl_c_reaches_the_cli_whichever_of_its_threads_gets_it(engine: Engine, busybox: str) -> None:
     # run follows the logs on two threads; a process-directed SIGINT may be
     # handed to one of them, and the main thread must still see it. kill() of
-    # a thread's own id hands the signal to that thread first.
+    # a thread's own id hands the signal to that thread first. The command
+    # runs in this process (PYLXCORE_WARM=0): a warm server's child has no
+    # terminal to get signals from, its client forwards them (test_warm_cli).
     proc = subprocess.Popen(
         [sys.executable, "-m", "pylxcore", "--root", str(engine.root), "run", "--rm", "--name", "kt", IMG,
          "sh", "-c", "trap 'exit 9' INT; echo started; while true; do sleep 0.1; done"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYLXCORE_WARM": "0"},
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert proc.stdout is not None

@@ -1,4 +1,6 @@
-"""``python -m pylxcore`` and the ``pylxcore`` command: a recorded build's replay, else the command line."""
+"""``python -m pylxcore`` and the ``pylxcore`` command: a warm server's child
+runs the command line when one serves (cli/warm.py), else it runs here: a
+recorded build's replay, else the command line."""
 
 from __future__ import annotations
 
@@ -6,13 +8,23 @@ import sys
 
 
 def main() -> int:
-    """The command line. A ``build`` whose every recorded input still holds is
-    answered from its record (build/record.py) before the library, and its
-    ~75 ms of imports, loads. Any other build runs for real inside a
-    recording session (build/recorder.py): records come from the real path only."""
-    from pylxcore.build.record import replay
+    """The command line, run by a warm command server when one serves us
+    (the library then needs no loading here), else here."""
+    from pylxcore.cli.warm import call
 
     argv = sys.argv[1:]
+    code = call(argv)
+    return run_command(argv) if code is None else code
+
+
+def run_command(argv: list[str]) -> int:
+    """Run the command line ``argv`` in this process; return its exit code.
+    A ``build`` whose every recorded input still holds is answered from its
+    record (build/record.py) before the library, and its ~75 ms of imports,
+    loads. Any other build runs for real inside a recording session
+    (build/recorder.py): records come from the real path only."""
+    from pylxcore.build.record import replay
+
     try:
         code = replay(argv)
     except BrokenPipeError:  # ``pylxcore build F | head -1``: as the command line ends then
