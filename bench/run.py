@@ -32,6 +32,8 @@ from docker import Docker
 from podman import Podman
 from timing import Row, table
 
+from pylxcore.cli.warm import stop_servers
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -145,6 +147,7 @@ def cleanup(ctx: Ctx | None, bench_dir: Path, cgroups_before: set[str]) -> list[
             ("raw liblxc containers", ctx.raw.destroy_all),
             ("podman", ctx.podman.cleanup),
             ("docker", ctx.docker.cleanup),
+            ("command servers", lambda: stop_servers(str(bench_dir / "warm")) and None),
         ]
     for what, step in steps:
         try:
@@ -217,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     if os.environ.pop("PYTHONDONTWRITEBYTECODE", None):
         info["bytecode"] = "PYTHONDONTWRITEBYTECODE was set; unset for the run, cache in the bench dir"
     os.environ["PYTHONPYCACHEPREFIX"] = str(bench_dir / "pycache")
+    # The pylxcore commands it times use command servers of its own, stopped at the end.
+    os.environ["PYLXCORE_WARM_DIR"] = str(bench_dir / "warm")
     cgroups_before = _cgroup_dirs()
     ctx: Ctx | None = None
     rows: list[Row] = []

@@ -40,17 +40,10 @@ def _command_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]
 
 
 def stop_command_servers(base: Path) -> None:
-    """Stop the command servers listening in ``base`` (their pids are in
-    their lock files) and wait until they are gone."""
-    for lock in base.glob("*.lock"):
-        try:
-            pid = int(lock.read_text().split()[0])
-            os.kill(pid, 15)
-        except (OSError, ValueError, IndexError):
-            continue
-        deadline = time.monotonic() + 10
-        while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
-            time.sleep(0.02)
+    """Stop the command servers listening in ``base``, by pid."""
+    from pylxcore.cli.warm import stop_servers
+
+    stop_servers(str(base))
 
 
 def _our_cgroups(root_id: str) -> list[str]:

@@ -8,6 +8,9 @@
 
 One module per job, and a command loads only its own:
 
+- ``warm``        what ``pylxcore`` runs first: hand the command line to a
+                  warm command server's child, else run it here (stdlib only)
+- ``warmserver``  the command server: the library loaded once, a fork per command
 - ``parser``      the grammar: every command, option and help text (argparse only)
 - ``dispatch``    one command line: parse, run the command, exit code for what it raised
 - ``output``      exit codes, tables, durations, JSON lines, the one-line error

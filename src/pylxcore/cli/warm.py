@@ -224,3 +224,45 @@ def start_server(path: str) -> None:
         os.posix_spawn(sys.executable, argv, os.environ, file_actions=actions, setsid=True)
     except OSError:
         pass
+
+
+def stop_servers(base: str) -> list[int]:
+    """Stop the command servers listening in the dir ``base`` (SIGTERM to
+    the pid each wrote in its lock file, only while it holds that lock, so
+    a reused pid is never signalled) and wait until they are gone; their pids.
+    Commands they are running go on. Raises nothing."""
+    import fcntl
+    import time
+
+    stopped = []
+    try:
+        names = [n for n in os.listdir(base) if n.endswith(".sock.lock")]
+    except OSError:
+        return []
+    for name in names:
+        try:
+            fd = os.open(os.path.join(base, name), os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            continue  # nobody holds it: no server
+        except BlockingIOError:
+            pass
+        finally:
+            try:
+                pid = int(os.read(fd, 64).split()[0])
+            except (OSError, ValueError, IndexError):
+                pid = 0
+            os.close(fd)
+        if pid <= 0:
+            continue
+        try:
+            os.kill(pid, 15)
+        except OSError:
+            continue
+        stopped.append(pid)
+        deadline = time.monotonic() + 10
+        while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+            time.sleep(0.02)
+    return stopped
