@@ -10,14 +10,16 @@ import sys
 from pathlib import Path
 from typing import NamedTuple
 
-# Runs the command line like the `pylxcore` script, then tells on stderr
-# whether the command line's modules were loaded (they are for every real build).
+# Runs the command line like the `pylxcore` script, in this process (no
+# command server: PYLXCORE_WARM=0), then tells on stderr whether the command
+# line's modules were loaded (they are for every real build).
 PROBE = """
-import sys
+import os, sys
+os.environ["PYLXCORE_WARM"] = "0"
 sys.argv = ["pylxcore", *sys.argv[1:]]
 from pylxcore.__main__ import main
 code = main()
-print("PATH=" + ("real" if "pylxcore.cli" in sys.modules else "replay"), file=sys.stderr)
+print("PATH=" + ("real" if "pylxcore.cli.dispatch" in sys.modules else "replay"), file=sys.stderr)
 sys.exit(code)
 """
 
