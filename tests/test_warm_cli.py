@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -166,13 +167,15 @@ def test_a_client_in_other_namespaces_runs_the_command_itself(engine: Engine, bu
     assert r.returncode == 0 and r.stdout.strip()
 
 
-def test_the_socket_is_roots_alone_and_the_server_leaves_with_it(engine: Engine, warm_dir: Path) -> None:
+def test_the_dir_is_roots_alone_and_the_server_leaves_with_its_lock(engine: Engine, warm_dir: Path) -> None:
     server = _start_server(engine, warm_dir)
     assert warm_dir.stat().st_mode & 0o777 == 0o700
-    (sock,) = warm_dir.glob("*.sock")
-    sock.unlink()
-    # The next command finds no socket: it runs here and starts another
-    # server; the old one sees its socket gone at its next look and exits.
+    (fifo,) = warm_dir.glob("*.fifo")
+    assert stat.S_ISFIFO(fifo.stat().st_mode) and fifo.stat().st_mode & 0o777 == 0o600
+    (lock,) = warm_dir.glob("*.lock")
+    lock.unlink()
+    # The next command finds no lock: it runs here and starts another
+    # server; the old one sees its lock file gone at its next look and exits.
     assert _px(["ps"], _env(engine, warm_dir, "1")).returncode == 0
     until(lambda: not os.path.exists(f"/proc/{server}"), timeout=30, what="the old server's exit")
     until(lambda: _px(["ps"], _env(engine, warm_dir, "require")).returncode == 0, what="the new server")

@@ -7,10 +7,9 @@ is often a few milliseconds (``ps``, a cached build) or ~30 ms (``run --rm``).
 So ``pylxcore`` first asks the command server (cli/warmserver.py), a
 process that imported all of that once, to fork a child that runs this very
 command line: the same code (``pylxcore.__main__.run_command``), with this
-process's standard streams (their descriptors, passed over the socket),
-working directory, umask, environment and arguments. This process waits,
-forwards the signals it gets (Ctrl-C, SIGTERM, SIGWINCH…) to that child and
-exits with its exit code. Nothing runs in the server that would not run here.
+process's standard streams, working directory, umask, environment and
+arguments. This process waits and exits with the child's exit code (or dies
+of its signal). Nothing runs in the server that would not run here.
 
 When there is no server (the first command, or after it idled out), when
 it runs other code than this process would (the library or the interpreter
@@ -19,14 +18,28 @@ when ``PYLXCORE_WARM=0``: the command runs here, as it always did, and a
 server is started in the background for the next one (``PYLXCORE_WARM=require``
 makes these an error instead: for tests and for whoever wants to know).
 
-The socket lies in ``/run/pylxcore/cli`` (root's alone, 0700), never in the
-abstract namespace: a container that shares the host's network could reach
-an abstract socket, and this one runs any command as root. The server also
-checks that each client is its own uid. Only root uses it (pylxcore needs
-root); anyone else runs the command here.
+How a request travels. This module is imported by every command, so it uses
+only ``os``, ``sys``, ``select`` and ``zlib``: ``import socket`` alone costs
+~11 ms (its enums), more than a cached build takes. So there is no socket:
 
-This module is imported by every command, before anything else: it uses the
-stdlib's cheapest modules only (os, sys, socket, signal).
+1. The server (pid P) holds ``cli-KEY.lock`` (flock; it holds P) and reads
+   the FIFO ``cli-KEY.P.fifo``, both in a dir of root's alone (0700).
+2. We put the request (key, umask, argv, environment) in a memfd, make a
+   pipe for the answers, open our directory, and write one line to the FIFO:
+   our pid and the numbers of those descriptors and of our stdin, stdout
+   and stderr. One short line is written whole (it is under PIPE_BUF).
+3. The server takes copies of those descriptors out of our process
+   (pidfd_getfd(2), which only root may do to a root process), checks our
+   uid and namespaces, and answers on the pipe: the pid of the child that
+   will run the command, or a refusal. The child waits for the server's
+   go-ahead, given only once that answer is written: a server that dies in
+   between leaves no child running a command we then run here too.
+4. At the end the server writes the child's exit status on the pipe.
+
+Ctrl-C (SIGINT) reaches us as a KeyboardInterrupt, which we pass on to the
+child; a signal that ends us ends the child too (the server watches us
+through a pidfd). We give up waiting for the first answer only when the
+server P is dead (a pidfd says so): a dead server runs nothing.
 """
 
 from __future__ import annotations
@@ -34,12 +47,8 @@ from __future__ import annotations
 import os
 import sys
 
-TYPE_CHECKING = False  # (typing would cost every command its import)
-if TYPE_CHECKING:
-    import socket
-
 ENV = "PYLXCORE_WARM"  # "0": never use or start a server; "require": fail rather than run here
-DIR_ENV = "PYLXCORE_WARM_DIR"  # where the socket lies (tests give each their own)
+DIR_ENV = "PYLXCORE_WARM_DIR"  # where the servers' files lie (tests give each their own)
 DEFAULT_DIR = "/run/pylxcore/cli"
 # Environment variables the interpreter reads at start-up (the streams'
 # encoding, the module path): a server started under other values would not
@@ -47,13 +56,12 @@ DEFAULT_DIR = "/run/pylxcore/cli"
 _KEY_ENV = ("PYTHONPATH", "PYTHONIOENCODING", "PYTHONUTF8", "LC_ALL", "LC_CTYPE", "LANG")
 
 # The server's first answer: the pid of the child that runs the command, or a refusal.
-CHILD = b"P"
+CHILD = b"P"  # + the child's pid as 4 bytes
 STALE = b"S"  # it runs other code: run the command here
 REFUSED = b"R"  # another uid or other namespaces: run it here
 # Its last answer: the child's exit status.
 EXITED = b"X"  # + the exit code as 4 bytes
 KILLED = b"K"  # + the number of the signal that ended it, 4 bytes
-HEADER_SIZE = 8  # a request's first bytes: the length of what follows its descriptors
 
 
 def key() -> str:
@@ -64,18 +72,22 @@ def key() -> str:
     return f"{sys.executable}\n{sys.version}\n{here}\n{env}"
 
 
-def address(key_: str) -> str:
-    """The socket of the server for ``key_``. Raises nothing."""
+def lock_path(key_: str) -> str:
+    """The lock file of the server for ``key_`` (it holds the server's pid). Raises nothing."""
     import zlib  # (a name, not a secret: the server compares the whole key)
 
     base = os.environ.get(DIR_ENV) or DEFAULT_DIR
-    return os.path.join(base, f"cli-{zlib.crc32(key_.encode()):08x}.sock")
+    return os.path.join(base, f"cli-{zlib.crc32(key_.encode()):08x}.lock")
+
+
+def fifo_path(lock: str, pid: int) -> str:
+    """The request FIFO of server ``pid`` whose lock file is ``lock``. Raises nothing."""
+    return f"{lock.removesuffix('.lock')}.{pid}.fifo"
 
 
 def encode_request(key_: str, argv: list[str]) -> bytes:
-    """The request for ``argv`` (``sys.argv``; its descriptors go with it):
-    the key, the umask, the arguments and the environment, NUL-separated
-    (the key has none). Raises nothing."""
+    """The request for ``argv`` (``sys.argv``): the key, the umask, the
+    arguments and the environment, NUL-separated (the key has none). Raises nothing."""
     umask = os.umask(0o022)
     os.umask(umask)
     fields = [key_.encode(), b"%d" % umask, b"%d" % len(argv)]
@@ -96,8 +108,7 @@ def decode_request(data: bytes) -> tuple[str, int, list[str], dict[bytes, bytes]
 def call(argv: list[str]) -> int | None:
     """Run ``argv`` in a warm server's child and return its exit code; None
     when the command is to run here (no server, or it refused). Raises
-    nothing of its own: a KeyboardInterrupt before the child exists ends
-    the request (the server then ends the child)."""
+    nothing of its own."""
     if os.environ.get(ENV) == "0" or os.geteuid() != 0:
         return None
     code = _call(argv)
@@ -108,93 +119,112 @@ def call(argv: list[str]) -> int | None:
 
 
 def _call(argv: list[str]) -> int | None:
-    import socket
-
     key_ = key()
-    path = address(key_)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    with sock:
+    lock = lock_path(key_)
+    try:
+        with open(lock, "rb") as fh:
+            server = int(fh.read(32).split()[0])
+        server_fd = os.pidfd_open(server)
+    except (OSError, ValueError, IndexError):
+        start_server(lock)
+        return None
+    opened: list[int] = [server_fd]
+    try:
         try:
-            sock.connect(path)
-        except OSError:
-            start_server(path)
+            fifo = os.open(fifo_path(lock, server), os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:  # (no such FIFO, or nobody reads it: that server is gone)
+            start_server(lock)
             return None
+        opened.append(fifo)
+        reply, reply_w = os.pipe()
+        opened += [reply, reply_w]
+        request = os.memfd_create("pylxcore-request", os.MFD_CLOEXEC)
+        opened.append(request)
+        data = memoryview(encode_request(key_, [sys.argv[0], *argv]))
+        while data:
+            data = data[os.write(request, data) :]
+        cwd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        opened.append(cwd)
+        std = []
+        for fd in (0, 1, 2):  # (a closed one: /dev/null, as a fresh interpreter would have)
+            try:
+                os.fstat(fd)
+            except OSError:
+                fd = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+                opened.append(fd)
+            std.append(fd)
+        line = b" ".join(b"%d" % n for n in (os.getpid(), request, reply_w, cwd, *std)) + b"\n"
         try:
-            return _request(sock, key_, [sys.argv[0], *argv], path)
-        except (OSError, ValueError):
-            return None  # (the server went away before the child existed: run it here)
-
-
-def _request(sock: socket.socket, key_: str, argv: list[str], path: str) -> int | None:
-    import socket
-
-    fds = _std_fds() + [os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)]
-    try:
-        data = encode_request(key_, argv)
-        socket.send_fds(sock, [len(data).to_bytes(HEADER_SIZE, "little")], fds)
-        sock.sendall(data)
+            os.write(fifo, line)
+        except OSError:  # (a full FIFO, or its reader gone: it has not got our request)
+            return None
+        answer = _first_answer(reply, server_fd)
+        opened.remove(reply)  # (_finish closes it)
+    except OSError:
+        return None
     finally:
-        for fd in fds:
-            if fd > 2:
-                os.close(fd)
-    first = _recv_exact(sock, 1)
-    if first == STALE:
-        start_server(path)
-        return None
-    if first != CHILD:
-        return None
-    pid = int.from_bytes(_recv_exact(sock, 4), "little")
-    _forward_signals(pid)
+        for fd in opened:
+            os.close(fd)
+    return _finish(reply, answer, lock)
+
+
+def _first_answer(reply: int, server_fd: int) -> bytes:
+    """The server's first answer on ``reply``; b"" when the server died
+    without one (then it runs nothing of ours). Raises OSError."""
+    import select
+
+    poll = select.poll()
+    poll.register(reply, select.POLLIN)
+    poll.register(server_fd, select.POLLIN)
+    data = b""
+    while True:
+        events = dict(poll.poll())
+        if reply in events:
+            chunk = os.read(reply, 5 - len(data))
+            data += chunk
+            if not chunk or data[:1] != CHILD or len(data) == 5:
+                return data
+        elif server_fd in events:
+            poll.unregister(server_fd)  # dead: what it wrote is in the pipe, else nothing comes
+            try:
+                os.set_blocking(reply, False)
+                return data + os.read(reply, 5 - len(data))
+            except BlockingIOError:
+                return data
+
+
+def _finish(reply: int, answer: bytes, lock: str) -> int | None:
+    """Wait for the child of ``answer`` to end; its exit code (None: run here). Raises nothing."""
     try:
-        kind = _recv_exact(sock, 1)
-        value = int.from_bytes(_recv_exact(sock, 4), "little")
-    except (OSError, ValueError) as err:
-        # The command ran, or runs: running it here too would run it twice.
-        sys.stderr.write(f"pylxcore: error: the command server went away while it ran the command: {err}\n")
-        return 125
-    if kind == KILLED:
+        if answer[:1] != CHILD or len(answer) != 5:
+            if answer[:1] == STALE:
+                start_server(lock)
+            return None
+        child = int.from_bytes(answer[1:], "little")
+        os.set_blocking(reply, True)
+        data = b""
+        while len(data) < 5:
+            try:
+                chunk = os.read(reply, 5 - len(data))
+            except KeyboardInterrupt:  # Ctrl-C: the command's to handle, as it would be here
+                try:
+                    os.kill(child, 2)
+                except OSError:
+                    pass
+                continue
+            except OSError:
+                chunk = b""
+            if not chunk:
+                # The command ran, or runs: running it here too would run it twice.
+                sys.stderr.write("pylxcore: error: the command server went away while it ran the command\n")
+                return 125
+            data += chunk
+    finally:
+        os.close(reply)
+    value = int.from_bytes(data[1:], "little")
+    if data[:1] == KILLED:
         _die_of(value)
     return value
-
-
-def _std_fds() -> list[int]:
-    """Descriptors 0, 1 and 2, with /dev/null for any that is closed (a
-    command started with ``<&-`` gets what a fresh interpreter would see). Raises OSError."""
-    fds = []
-    for fd in (0, 1, 2):
-        try:
-            os.fstat(fd)
-            fds.append(fd)
-        except OSError:
-            fds.append(os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC))
-    return fds
-
-
-def _recv_exact(sock: socket.socket, size: int) -> bytes:
-    """``size`` bytes from ``sock``. Raises ValueError when it closed first, OSError."""
-    data = b""
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            raise ValueError("the command server closed the connection")
-        data += chunk
-    return data
-
-
-def _forward_signals(pid: int) -> None:
-    """From now on, the signals a terminal or a caller sends us go to the
-    child that runs the command, as they would reach the command run here."""
-    import signal
-
-    def forward(signum: int, _frame: object) -> None:
-        try:
-            os.kill(pid, signum)
-        except ProcessLookupError:
-            pass
-
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGWINCH,
-                   signal.SIGUSR1, signal.SIGUSR2):
-        signal.signal(signum, forward)
 
 
 def _die_of(signum: int) -> None:
@@ -208,13 +238,13 @@ def _die_of(signum: int) -> None:
     os._exit(128 + signum)  # (for a signal whose default is not to end)
 
 
-def start_server(path: str) -> None:
-    """Start a command server for ``path`` in the background (its own
-    session, streams on /dev/null); it exits at once when another serves
-    ``path`` already. Raises nothing: without a server, commands run here."""
+def start_server(lock: str) -> None:
+    """Start a command server for ``lock`` in the background (its own
+    session, streams on /dev/null); it exits at once when another holds
+    ``lock`` already. Raises nothing: without a server, commands run here."""
     if os.environ.get(ENV) == "0":
         return
-    argv = [sys.executable, "-m", "pylxcore.cli.warmserver", path]
+    argv = [sys.executable, "-m", "pylxcore.cli.warmserver", lock]
     actions = [
         (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
         (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
@@ -236,7 +266,7 @@ def stop_servers(base: str) -> list[int]:
 
     stopped = []
     try:
-        names = [n for n in os.listdir(base) if n.endswith(".sock.lock")]
+        names = [n for n in os.listdir(base) if n.endswith(".lock")]
     except OSError:
         return []
     for name in names:
