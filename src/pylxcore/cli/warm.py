@@ -37,8 +37,8 @@ only ``os``, ``sys``, ``select`` and ``zlib``: ``import socket`` alone costs
 4. At the end the server writes the child's exit status on the pipe.
 
 Ctrl-C (SIGINT) reaches us as a KeyboardInterrupt, which we pass on to the
-child; a signal that ends us ends the child too (the server watches us
-through a pidfd). We give up waiting for the first answer only when the
+child, and on a terminal so does SIGWINCH; a signal that ends us ends the
+child too (the server watches us through a pidfd). We give up waiting for the first answer only when the
 server P is dead (a pidfd says so): a dead server runs nothing.
 """
 
@@ -201,6 +201,8 @@ def _finish(reply: int, answer: bytes, lock: str) -> int | None:
                 start_server(lock)
             return None
         child = int.from_bytes(answer[1:], "little")
+        if os.isatty(0):
+            _follow_window_size(child)
         os.set_blocking(reply, True)
         data = b""
         while len(data) < 5:
@@ -225,6 +227,20 @@ def _finish(reply: int, answer: bytes, lock: str) -> int | None:
     if data[:1] == KILLED:
         _die_of(value)
     return value
+
+
+def _follow_window_size(child: int) -> None:
+    """On a terminal, pass SIGWINCH on to ``child``: a window that changes size
+    reaches the command (only a terminal pays for the signal module)."""
+    import signal
+
+    def forward(signum: int, _frame: object) -> None:
+        try:
+            os.kill(child, signum)
+        except OSError:
+            pass
+
+    signal.signal(signal.SIGWINCH, forward)
 
 
 def _die_of(signum: int) -> None:
