@@ -19,6 +19,7 @@ from pylxcore.runtime.launch import PROGRAM
 from pylxcore.supervisor.lxcexec import died_in_setup
 from pylxcore.supervisor.protocol import OK, START_FAILED, start_failure_lines
 from pylxcore.supervisor.runspec import RunSpec, UsernsSpec
+from pylxcore.supervisor.state import SCHEMA as STATE_SCHEMA
 from pylxcore.supervisor.state import write_state
 
 
@@ -104,11 +105,12 @@ def test_the_state_is_json_written_whole(tmp_path: Path) -> None:
     }
     path = tmp_path / "state.json"
     write_state(str(path), state)
-    assert json.loads(path.read_text()) == state
+    written = {"schema": STATE_SCHEMA, **state}  # (the document says its layout first)
+    assert json.loads(path.read_text()) == written
     assert path.stat().st_mode & 0o777 == 0o600
     with pytest.raises(ValueError):
-        write_state(str(path), {"status": 'say "no"'})
-    assert json.loads(path.read_text()) == state  # the old one, whole
+        write_state(str(path), {"status": object()})
+    assert json.loads(path.read_text()) == written  # the old one, whole
     assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json"]
 
 

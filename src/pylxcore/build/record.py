@@ -184,6 +184,8 @@ def holds(fact: Fact, json_files: dict[str, Any]) -> bool:
     if kind == "realpath":
         return bool(os.path.realpath(path) == fact["value"])
     if kind == "ref":
+        # A store's refs.json maps each name to its image id at the top level
+        # (beside its "schema": see pylxcore.store.records.Refs).
         if path not in json_files:
             with open(path, "rb") as fh:
                 json_files[path] = json.load(fh)
@@ -209,6 +211,25 @@ def document(
     }
 
 
+def dumps(record: Document) -> str:
+    """A record's text on disk (the recorder writes it; ``load`` reads it back)."""
+    return json.dumps(record)
+
+
+def load(path: str) -> Document | None:
+    """The record at ``path``; None when there is none, it cannot be read, or
+    it has another schema (a record is a shortcut: the real build runs then)."""
+    try:
+        with open(path, "rb") as fh:
+            record = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("schema") != SCHEMA:
+        return None
+    doc: Document = record  # type: ignore[assignment]  # (its fields are checked as replay uses them)
+    return doc
+
+
 # -- the replay ------------------------------------------------------------------------------
 
 
@@ -228,9 +249,8 @@ def replay(
     try:
         cwd = os.getcwd() if cwd is None else cwd
         inv = invocation(argv, environ, cwd)
-        with open(record_file(store_hint(argv, environ, cwd), inv), "rb") as fh:
-            record = json.load(fh)
-        if record.get("schema") != SCHEMA or record.get("invocation") != inv:
+        record = load(record_file(store_hint(argv, environ, cwd), inv))
+        if record is None or record.get("invocation") != inv:
             return None
         json_files: dict[str, Any] = {}
         for fact in record["facts"]:
@@ -254,6 +274,8 @@ __all__ = [
     "DEFAULT_ROOT",
     "RACY_NS",
     "document",
+    "dumps",
+    "load",
     "invocation",
     "store_hint",
     "record_file",

@@ -3,7 +3,9 @@
 Layout under the engine root::
 
     layers/<hex>/fs        a committed layer's tree (overlayfs upper format: whiteouts stay)
-    layers/<hex>/meta.json what made it: parent, instruction, size, created
+    layers/<hex>/meta.json what made it: parent, instruction, size, created (and an
+                           imported layer's origin: diff_id, blob digest, media type)
+    layers/<hex>/blob      an imported layer's blob as it came, for exports that give it back
     l/<short>              short symlinks to layers/<hex>/fs, so that an overlay
                            mount's option string (one 4 KiB page) fits many lowerdirs
     images/<hex>.json      image records (the config of a built image)
@@ -13,6 +15,11 @@ Layout under the engine root::
     locks/                 flock files
     bin/                   the compiled supervisor and its zygote's socket
     cache/                 shortcuts of the command line (build records)
+
+Each JSON document here (and a container's meta.json) is read and written by
+its typed record in pylxcore.store.records, which carries the version of its
+layout (``schema``); a container's state.json is its supervisor's to write
+(see pylxcore.runtime.state).
 
 Every commit is a rename from tmp/ into place, so a reader sees either the old
 state or the new one. Locks are flock(2): the kernel drops them when the
@@ -39,13 +46,11 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-import attrs
-
 from pylxcore.errors import StorageError
 from pylxcore.procs import process_start_time
+from pylxcore.store.records import ImageRecord, LayerOrigin, LayerRecord, Refs, load
 
 SHORT_ID_LEN = 12
-_LAYOUT_VERSION = 1
 PRIVATE_DIR = 0o700  # the store's dirs: root's alone (see the module's doc)
 PRIVATE_FILE = 0o600  # the records it writes
 # The dirs at the top of every root (Engine.check() tightens whatever else is there too).
@@ -67,19 +72,6 @@ def canonical_json(obj: Any) -> str:
 
 def strip_digest(digest: str) -> str:
     return digest.split(":", 1)[1] if digest.startswith("sha256:") else digest
-
-
-@attrs.frozen
-class LayerRecord:
-    """A committed layer as the store knows it."""
-
-    key: str  # "sha256:<hex>": the cache key, which is also the layer's address
-    parent: str | None
-    instruction: str
-    size: int
-    created: float
-    path: Path  # the layer's tree
-    short: str  # short link name under l/
 
 
 def dir_size(path: Path) -> int:
@@ -311,26 +303,28 @@ class Store:
         return (self.layer_dir(key) / "meta.json").exists()
 
     def get_layer(self, key: str) -> LayerRecord:
-        d = self.layer_dir(key)
+        """The record of layer ``key``. Raises StorageError (not in the store, unreadable)."""
+        path = self.layer_dir(key) / "meta.json"
         try:
-            meta = read_json(d / "meta.json")
+            data = load(path)
         except FileNotFoundError as err:
-            raise StorageError(f"layer {key} is not in the store", path=str(d)) from err
-        except (OSError, ValueError) as err:
-            raise StorageError(f"layer {key} has an unreadable record: {err}", path=str(d)) from err
-        return LayerRecord(
-            key=key,
-            parent=meta.get("parent"),
-            instruction=meta.get("instruction", ""),
-            size=int(meta.get("size", 0)),
-            created=float(meta.get("created", 0.0)),
-            path=d / "fs",
-            short=meta["short"],
-        )
+            raise StorageError(f"layer {key} is not in the store", path=str(path.parent)) from err
+        return LayerRecord.from_json(data, path, key=key)
 
-    def commit_layer(self, key: str, staged_fs: Path, *, parent: str | None, instruction: str) -> LayerRecord:
+    def commit_layer(
+        self,
+        key: str,
+        staged_fs: Path,
+        *,
+        parent: str | None,
+        instruction: str,
+        origin: LayerOrigin | None = None,
+        staged_blob: Path | None = None,
+    ) -> LayerRecord:
         """Move a staged tree into the store as layer ``key``.
 
+        ``origin`` records an imported layer's OCI identity, and
+        ``staged_blob`` (a file) its blob as it came; both move in with the tree.
         If another process committed the same key first, ours is discarded and
         theirs is returned: the key names the content, so either will do.
         """
@@ -340,19 +334,23 @@ class Store:
         pending = self.staging_dir("commit")
         try:
             os.rename(staged_fs, pending / "fs")
-            meta = {
-                "version": _LAYOUT_VERSION,
-                "key": key,
-                "parent": parent,
-                "instruction": instruction,
-                "size": dir_size(pending / "fs"),
-                "created": time.time(),
-                "short": short,
-            }
+            if staged_blob is not None:
+                os.chmod(staged_blob, PRIVATE_FILE)
+                os.rename(staged_blob, pending / "blob")
+            record = LayerRecord(
+                key=key,
+                parent=parent,
+                instruction=instruction,
+                size=dir_size(pending / "fs"),
+                created=time.time(),
+                path=final / "fs",
+                short=short,
+                origin=origin,
+            )
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
             fd = os.open(pending / "meta.json", flags, PRIVATE_FILE)
             with os.fdopen(fd, "w") as fh:
-                json.dump(meta, fh)
+                json.dump(record.to_json(), fh)
             link = self.links_dir / short
             if not os.path.lexists(link):
                 tmp_link = self.links_dir / f".{short}-{owner_tag()}"
@@ -395,19 +393,18 @@ class Store:
     def image_path(self, image_id: str) -> Path:
         return self.images_dir / f"{strip_digest(image_id)}.json"
 
-    def put_image(self, image_id: str, record: dict[str, Any]) -> None:
-        atomic_write(self.image_path(image_id), canonical_json(record))
+    def put_image(self, record: ImageRecord) -> None:
+        """Write ``record`` (replacing any of the same id). Raises StorageError."""
+        atomic_write(self.image_path(record.id), canonical_json(record.to_json()))
 
-    def get_image_record(self, image_id: str) -> dict[str, Any] | None:
+    def get_image_record(self, image_id: str) -> ImageRecord | None:
+        """The record of image ``image_id``, None when there is none. Raises
+        StorageError (unreadable, or a newer schema)."""
+        path = self.image_path(image_id)
         try:
-            data: dict[str, Any] = read_json(self.image_path(image_id))
+            return ImageRecord.from_json(load(path), path)
         except FileNotFoundError:
             return None
-        except (OSError, ValueError) as err:
-            raise StorageError(
-                f"image record {image_id} is unreadable: {err}", path=str(self.image_path(image_id))
-            ) from err
-        return data
 
     def image_ids(self) -> list[str]:
         return [f"sha256:{p.stem}" for p in self.images_dir.glob("*.json")]
@@ -419,14 +416,12 @@ class Store:
     # -- refs ----------------------------------------------------------------
 
     def read_refs(self) -> dict[str, str]:
+        """Which image each ``name:tag`` names (see records.Refs). Raises StorageError."""
         try:
-            data: dict[str, str] = read_json(self.refs_path)
+            return Refs.from_json(load(self.refs_path), self.refs_path).names
         except FileNotFoundError:
             return {}
-        except (OSError, ValueError) as err:
-            raise StorageError(f"the image index is unreadable: {err}", path=str(self.refs_path)) from err
-        return data
 
     def write_refs(self, refs: dict[str, str]) -> None:
-        """Callers hold ``lock("refs")`` around read-modify-write."""
-        atomic_write(self.refs_path, json.dumps(refs, sort_keys=True, indent=1))
+        """Callers hold ``lock("refs")`` around read-modify-write. Raises StorageError."""
+        atomic_write(self.refs_path, json.dumps(Refs(dict(refs)).to_json(), indent=1))
