@@ -310,12 +310,15 @@ def test_import_podman_image(engine: Engine, podman: Podman, tmp_path: Path, fmt
 
     image = engine.images.import_(archive)
     assert image.tags == ("localhost/pxtest/app:1",)
-    assert image.config.cmd == ("/bin/sh", "-c", "echo built-by-podman; cat /etc/added")
+    # Entrypoint and Cmd stay apart, with Docker's meaning.
+    assert image.config.entrypoint == ("/bin/sh", "-c")
+    assert image.config.cmd == ("echo built-by-podman; cat /etc/added",)
     assert image.config.env == {"GREETING": "podman"} and image.config.workdir == "/etc"
     assert image.config.labels["org.example.by"] == "podman"
     assert engine.containers.run(image.tags[0], remove=True).stdout == b"built-by-podman\nadded\n"
+    # The arguments replace Cmd and go to the entrypoint (/bin/sh -c), as with podman run.
     out = engine.containers.run(
-        image.tags[0], ["sh", "-c", "test ! -e /etc/victim && pwd && echo $GREETING"], remove=True
+        image.tags[0], ["test ! -e /etc/victim && pwd && echo $GREETING"], remove=True
     )
     assert out.stdout == b"/etc\npodman\n"
 

@@ -6,23 +6,29 @@ import builtins
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO, overload
 
 import attrs
 
 from pylxcore.errors import Conflict, ImageNotFound, SpecError
-from pylxcore.spec import Image, Limits, validate_image_ref
+from pylxcore.spec import Healthcheck, Image, Limits, validate_image_ref
 from pylxcore.spec.sizes import human_size
 
 if TYPE_CHECKING:
     from pylxcore.build.builder import StepResult
     from pylxcore.build.progress import Progress
     from pylxcore.engine import Engine
+    from pylxcore.store.records import ImageRecord
 
 
 @attrs.frozen
 class ImageConfig:
-    """What a container of the image runs with, unless told otherwise."""
+    """What a container of the image runs with, unless told otherwise.
+
+    A container runs ``entrypoint + cmd`` (arguments given to ``run`` replace
+    ``cmd``), as in Docker. ``exposed_ports``, ``volumes``, ``stop_signal``
+    and ``healthcheck`` are kept as the image gave them.
+    """
 
     env: dict[str, str]
     workdir: str
@@ -30,10 +36,17 @@ class ImageConfig:
     cmd: tuple[str, ...] | None
     labels: dict[str, str]
     limits: Limits
+    entrypoint: tuple[str, ...] | None = None
+    exposed_ports: tuple[str, ...] = ()
+    volumes: tuple[str, ...] = ()
+    stop_signal: str | None = None
+    healthcheck: Healthcheck | None = None
 
     @classmethod
     def from_record(cls, data: dict[str, Any]) -> ImageConfig:
         cmd = data.get("cmd")
+        entrypoint = data.get("entrypoint")
+        healthcheck = data.get("healthcheck")
         return cls(
             env=dict(data.get("env") or {}),
             workdir=data.get("workdir") or "/",
@@ -41,6 +54,11 @@ class ImageConfig:
             cmd=tuple(cmd) if cmd is not None else None,
             labels=dict(data.get("labels") or {}),
             limits=Limits.from_dict(data.get("limits") or {}),
+            entrypoint=tuple(entrypoint) if entrypoint is not None else None,
+            exposed_ports=tuple(data.get("exposed_ports") or ()),
+            volumes=tuple(data.get("volumes") or ()),
+            stop_signal=data.get("stop_signal"),
+            healthcheck=Healthcheck.from_dict(healthcheck) if healthcheck else None,
         )
 
 
@@ -119,10 +137,19 @@ class ImageCollection:
 
         Raises BuildError (a step failed: nothing of it is left behind),
         SpecError (a copy source outside the context), ImageNotFound (an
-        ``image:`` base that is not built), StorageError.
+        ``image:`` base that is not built, a ``docker://`` base the registry
+        lacks), RegistryError (pulling a ``docker://`` base), StorageError.
+        A ``docker://REF`` base is pulled once (see ``pull``); later builds
+        use the store's copy.
         """
         if not isinstance(image, Image):
             raise TypeError(f"build() takes an Image, not {type(image).__name__}")
+        if image.base.startswith("docker://"):
+            from pylxcore.transfer.registry.api import base_image
+
+            # Built on the store's copy, pulled now if missing (the builder knows
+            # no registries: build/ imports nothing of transfer/).
+            image = attrs.evolve(image, base="image:" + base_image(self._engine, image.base))
         # The builder loads here: finding, running and listing images need none of it.
         from pylxcore.build.builder import Builder
         from pylxcore.build.progress import BuildEvent, emitter
@@ -138,7 +165,7 @@ class ImageCollection:
             # cached rebuild writes nothing.
             existing = self._store.get_image_record(image_id)
             if existing is None:
-                self._store.put_image(image_id, record)
+                self._store.put_image(record)
             else:
                 record = existing
             with self._store.lock("refs"):
@@ -154,31 +181,29 @@ class ImageCollection:
         return self._from_record(record, refs, results)
 
     def _from_record(
-        self, record: dict[str, Any], refs: dict[str, str], results: list[StepResult] | None = None
+        self, record: ImageRecord, refs: dict[str, str], results: list[StepResult] | None = None
     ) -> BuiltImage:
-        image_id = record["id"]
+        image_id = record.id
         if results is None:
             from pylxcore.build.builder import StepResult  # (the value lives with the builder)
 
             sizes = {}
-            for key in record["layers"]:
+            for key in record.layers:
                 try:
                     sizes[key] = self._store.get_layer(key).size
                 except Exception:  # noqa: BLE001  (a listing shows what it can)
                     sizes[key] = 0
             results = [
-                StepResult(
-                    i, h["instruction"], h["key"], sizes.get(h["key"], 0), True, 0.0, h["key"] in sizes
-                )
-                for i, h in enumerate(record.get("history", []))
+                StepResult(i, h.instruction, h.key, sizes.get(h.key, 0), True, 0.0, h.key in sizes)
+                for i, h in enumerate(record.history)
             ]
         return BuiltImage(
             id=image_id,
             tags=tuple(sorted(name for name, iid in refs.items() if iid == image_id)),
             layers=tuple(results),
-            layer_keys=tuple(record["layers"]),
-            config=ImageConfig.from_record(record["config"]),
-            created=float(record.get("created", 0.0)),
+            layer_keys=record.layers,
+            config=ImageConfig.from_record(record.config),
+            created=record.created,
         )
 
     def _resolve(self, ref: str) -> tuple[str, dict[str, str]]:
@@ -204,7 +229,8 @@ class ImageCollection:
             raise ImageNotFound(f"no image {name!r} in {self._store.root}", name=name)
         return image_id, refs
 
-    def record(self, ref: str) -> dict[str, Any]:
+    def record(self, ref: str) -> ImageRecord:
+        """The store's record of image ``ref``. Raises ImageNotFound, StorageError."""
         image_id, _ = self._resolve(ref)
         record = self._store.get_image_record(image_id)
         if record is None:
@@ -279,34 +305,121 @@ class ImageCollection:
 
     # -- interop (the formats live in pylxcore.transfer) ----------------------------
 
-    def export(self, ref: str, path: str | os.PathLike[str], *, format: str = "oci") -> Path:  # noqa: A002
-        """Write image ``ref`` to ``path`` as ``format``: "oci" (an OCI image
-        layout directory), "oci-archive" (the same as a tar), "lxc" (LXC's
-        meta.tar.xz + rootfs.tar.xz pair in a directory), "incus" (Incus's unified
-        tarball) or "rootfs" (one flattened root filesystem tar).
+    @overload
+    def export(self, ref: str, path: str | os.PathLike[str], *, format: str = ...) -> Path: ...
 
-        Raises ImageNotFound, SpecError (unknown format), StorageError.
+    @overload
+    def export(self, ref: str, path: BinaryIO, *, format: str = ...) -> None: ...
+
+    def export(
+        self, ref: str, path: str | os.PathLike[str] | BinaryIO, *, format: str = "oci"  # noqa: A002
+    ) -> Path | None:
+        """Write image ``ref`` to ``path`` as ``format``: "oci" (an OCI image
+        layout directory), "oci-archive" (the same as a tar), "docker-archive"
+        (what ``docker save`` writes; Docker 20.10's ``docker load`` reads it),
+        "lxc" (LXC's meta.tar.xz + rootfs.tar.xz pair in a directory), "incus"
+        (Incus's unified tarball) or "rootfs" (one flattened root filesystem tar).
+        Returns the path written. A layer imported from elsewhere goes out as
+        the blob it came as: the same digests.
+
+        ``path`` may be a binary stream instead (a pipe, stdout) for
+        "oci-archive" and "docker-archive": the archive streams to it, and
+        None is returned.
+
+        Raises ImageNotFound, SpecError (unknown format, or a stream for a
+        format that is a directory), StorageError.
         """
-        if format in ("oci", "oci-archive"):
+        archives = ("oci-archive", "docker-archive")
+        if not isinstance(path, (str, os.PathLike)):
+            if format not in archives:
+                raise SpecError(f"only {' and '.join(archives)} can be written to a stream", key="format")
             from pylxcore.transfer import oci_export
 
-            return oci_export.export_image(self._engine, ref, Path(path), archive=format == "oci-archive")
+            oci_export.export_stream(self._engine, ref, path, format=format)
+            return None
+        if format in ("oci", *archives):
+            from pylxcore.transfer import oci_export
+
+            return oci_export.export_image(self._engine, ref, Path(path), format=format)
         if format in ("lxc", "incus", "rootfs"):
             from pylxcore.transfer import lxcimage
 
             return lxcimage.export_image(self._engine, ref, Path(path), format=format)
         raise SpecError(
-            f"unknown export format {format!r}: use oci, oci-archive, lxc, incus or rootfs", key="format"
+            f"unknown export format {format!r}: use oci, oci-archive, docker-archive, lxc, incus or rootfs",
+            key="format",
         )
 
-    def import_(self, path: str | os.PathLike[str], *, name: str | None = None) -> BuiltImage:
+    def import_(self, path: str | os.PathLike[str] | BinaryIO, *, name: str | None = None) -> BuiltImage:
         """Import an OCI image layout, an oci-archive or a ``docker save`` archive.
 
         Layers are checked against their digests; ``.wh.`` files become overlayfs
-        whiteouts. ``name`` tags the result (default: the archive's own ref name).
+        whiteouts; each layer keeps the blob it came as, so exporting it again
+        gives the same digests. The image config is kept whole (entrypoint,
+        ports, volumes, stop signal, healthcheck, history). ``name`` tags the
+        result (default: the archive's own ref name). ``path`` may be a binary
+        stream of an archive (stdin).
         Raises StorageError (corrupt or unsupported input; nothing half-imported
         stays), SpecError (bad name).
         """
         from pylxcore.transfer import oci_import
 
+        if not isinstance(path, (str, os.PathLike)):
+            return oci_import.import_stream(self._engine, path, name=name)[0]
         return oci_import.import_image(self._engine, Path(path), name=name)
+
+    # -- registries (pylxcore.transfer.registry) ---------------------------------------
+
+    def pull(
+        self,
+        ref: str,
+        *,
+        platform: str | None = None,
+        ca_file: str | os.PathLike[str] | None = None,
+        insecure: bool = False,
+    ) -> BuiltImage:
+        """Pull ``ref`` from its registry (``busybox`` is docker.io/library/busybox:latest,
+        ``localhost:5000/team/web:1.0``, ``…@sha256:…``) and tag it in the store
+        (``busybox:latest``; a digest pin as ``NAME:sha256-<hex>``).
+
+        An index resolves to this host's platform unless ``platform=`` ("linux/arm64")
+        says otherwise. Only the layers the store lacks are downloaded, each checked
+        against its digest as it streams. Credentials come from docker's config.json
+        or containers' auth.json (see ``Engine.login``); TLS is verified (``ca_file=``
+        adds a CA; ``/etc/docker/certs.d/HOST/`` and ``/etc/containers/certs.d/HOST/``
+        are read); plain HTTP only for loopback registries or ``insecure=True``.
+
+        Raises ImageNotFound (no such repository, tag or digest), RegistryError
+        (authentication, TLS, transport, digest mismatch: the registry's reason),
+        StorageError, SpecError (a bad reference or platform). A failed pull leaves
+        nothing in the store.
+        """
+        from pylxcore.transfer.registry import api
+
+        return api.pull_image(self._engine, ref, platform=platform, ca_file=ca_file, insecure=insecure)
+
+    def push(
+        self,
+        image: str | BuiltImage,
+        dest: str | None = None,
+        *,
+        ca_file: str | os.PathLike[str] | None = None,
+        insecure: bool = False,
+    ) -> str:
+        """Push store image ``image`` to ``dest`` (default: its own name, e.g.
+        ``localhost:5000/team/web:1.0``); return the pushed manifest's digest.
+
+        Only the blobs the registry lacks are uploaded (mounted from another
+        repository of the same registry where it offers that). A layer pulled
+        from a registry goes back as the blob it came as: same digests.
+        Credentials and TLS as ``pull``.
+
+        Raises ImageNotFound (no such local image), RegistryError, StorageError,
+        SpecError (a bad destination).
+        """
+        from pylxcore.transfer.registry import api
+
+        ref = image.id if isinstance(image, BuiltImage) else image
+        if dest is None and isinstance(image, BuiltImage):
+            dest = image.name
+        return api.push_image(self._engine, ref, dest, ca_file=ca_file, insecure=insecure)

@@ -9,7 +9,7 @@ from pylxcore.runtime.rootfs import LayerStack
 def lookup_user(stack: LayerStack, user: str) -> tuple[int, int]:
     """uid and gid for "name", "uid", "name:group" or "uid:gid", from the
     files of ``stack`` (a numeric uid needs no entry; its gid is the entry's,
-    else the uid). Raises SpecError (key "user") for a name or group the
+    else 0, as with Docker and podman). Raises SpecError (key "user") for a name or group the
     image does not have."""
     name, _, group = user.partition(":")
 
@@ -22,7 +22,8 @@ def lookup_user(stack: LayerStack, user: str) -> tuple[int, int]:
         ]
 
     if name.isdigit():
-        uid, gid = int(name), int(name)
+        # Without a passwd entry Docker and podman run a bare uid in group 0 (root).
+        uid, gid = int(name), 0
         for row in table("/etc/passwd"):
             if len(row) > 3 and row[2] == name and row[3].isdigit():
                 gid = int(row[3])

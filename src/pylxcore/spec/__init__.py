@@ -9,6 +9,7 @@ One module per job; this package re-exports their public names, so
 - ``context``   the build context: where a copy source really is
 - ``limits``    ``Limits``, resource limits, and the memory_swap rule
 - ``mount``     ``Mount``, a bind mount
+- ``healthcheck`` ``Healthcheck``, Docker's HEALTHCHECK of an image
 - ``layer``     ``Layer``, one build step
 - ``image``     ``Image``, a base, layers and container defaults
 - ``yaml``      the YAML form, read with file:line:key errors and written back
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 from pylxcore.spec import validate
 from pylxcore.spec.context import resolve_copy_source
+from pylxcore.spec.healthcheck import Healthcheck
 from pylxcore.spec.image import Image
 from pylxcore.spec.layer import Layer
 from pylxcore.spec.limits import Limits
@@ -32,6 +34,7 @@ from pylxcore.spec.names import split_image_ref, validate_container_name, valida
 from pylxcore.spec.sizes import parse_size
 
 __all__ = [
+    "Healthcheck",
     "Image",
     "Layer",
     "Limits",

@@ -9,15 +9,20 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
 import attrs
 
 import pylxcore.spec.validate as validate
 from pylxcore.errors import SpecError
 from pylxcore.spec.context import resolve_copy_source
+from pylxcore.spec.healthcheck import Healthcheck
 from pylxcore.spec.layer import Layer
 from pylxcore.spec.limits import Limits
 from pylxcore.spec.names import split_image_ref, validate_image_ref
+
+if TYPE_CHECKING:
+    from pylxcore.engine import Engine
 
 __all__ = ["Image"]
 
@@ -36,13 +41,14 @@ def _convert_name(value: object) -> str:
 
 def _convert_base(value: object) -> str:
     allowed = (
-        "expected 'busybox', 'debian:SUITE', 'dir:/abs/path', 'tar:/abs/path.tar[.gz|.tgz|.xz|.zst]'"
-        " or 'image:NAME[:TAG]'"
+        "expected 'busybox', 'scratch', 'debian:SUITE', 'dir:/abs/path',"
+        " 'tar:/abs/path.tar[.gz|.tgz|.xz|.zst]'"
+        ", 'image:NAME[:TAG]' or 'docker://REF'"
     )
     if not isinstance(value, str):
         raise SpecError(f"{allowed}, got {value!r} ({validate.type_name(value)})", key="base")
     kind, colon, arg = value.partition(":")
-    if value == "busybox":
+    if value in ("busybox", "scratch"):  # scratch: nothing (a Dockerfile's FROM scratch)
         return value
     if kind == "debian" and re.fullmatch(_SUITE_RE, arg):
         return value
@@ -58,6 +64,15 @@ def _convert_base(value: object) -> str:
             return "image:" + validate_image_ref(arg)
         except SpecError as err:
             raise SpecError(f"invalid base {value!r}: {err.reason}", key="base") from None
+    if value.startswith("docker://"):  # pulled from a registry (pylxcore.transfer.registry)
+        ref, at, digest = value[len("docker://") :].partition("@")
+        try:
+            validate_image_ref(ref)
+        except SpecError as err:
+            raise SpecError(f"invalid base {value!r}: {err.reason}", key="base") from None
+        if at and not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
+            raise SpecError(f"invalid base {value!r}: a digest is sha256:<64 hex digits>", key="base")
+        return value
     raise SpecError(f"invalid base {value!r}; {allowed}", key="base")
 
 
@@ -107,6 +122,34 @@ def _convert_cmd(value: object) -> tuple[str, ...] | None:
     return validate.command(value)
 
 
+def _convert_entrypoint(value: object) -> tuple[str, ...] | None:
+    return validate.command(value, "entrypoint")
+
+
+def _convert_ports(value: object) -> tuple[str, ...]:
+    return validate.ports(value)
+
+
+def _convert_volumes(value: object) -> tuple[str, ...]:
+    return validate.paths(value, "volumes")
+
+
+def _convert_stop_signal(value: object) -> str | None:
+    return validate.stop_signal(value)
+
+
+def _convert_healthcheck(value: object) -> Healthcheck | None:
+    if value is None or isinstance(value, Healthcheck):
+        return value
+    if isinstance(value, Mapping):
+        return Healthcheck.from_dict(value)
+    if isinstance(value, (str, list, tuple)):
+        return Healthcheck(value)
+    raise SpecError(
+        f"expected a Healthcheck, a mapping or a command, got {validate.type_name(value)}", key="healthcheck"
+    )
+
+
 def _convert_limits(value: object) -> Limits:
     if value is None:
         return Limits()
@@ -136,10 +179,14 @@ class Image:
 
     ``Image("web:1.0", base="busybox", layers=[...], env={...}, workdir="/www",
     user="root", cmd=[...], labels={...}, limits=Limits(...))``. A plain
-    string in ``layers`` is ``Layer.run(string)``; a string ``cmd`` is run by
-    ``/bin/sh -c``. ``context`` (the build context folder) is not part of the
-    image's identity: it is ignored by ``==`` and by :meth:`to_yaml`. When it
-    is set, every copy source is checked to exist inside it.
+    string in ``layers`` is ``Layer.run(string)``; a string ``cmd`` (or
+    ``entrypoint``) is run by ``/bin/sh -c``. As in Docker, a container runs
+    ``entrypoint + cmd``, and the arguments it is given replace ``cmd``.
+    ``exposed_ports`` ("80/tcp"), ``volumes`` (paths), ``stop_signal`` and
+    ``healthcheck`` are the rest of Docker's image config, kept whole.
+    ``context`` (the build context folder) is not part of the image's
+    identity: it is ignored by ``==`` and by :meth:`to_yaml`. When it is
+    set, every copy source is checked to exist inside it.
 
     Raises:
         SpecError: for any bad value, with ``key`` the path of the value
@@ -156,12 +203,17 @@ class Image:
     cmd: tuple[str, ...] | None = attrs.field(default=None, converter=_convert_cmd)
     labels: dict[str, str] = attrs.field(factory=dict, converter=_convert_labels, hash=False)
     limits: Limits = attrs.field(factory=Limits, converter=_convert_limits)
+    entrypoint: tuple[str, ...] | None = attrs.field(default=None, converter=_convert_entrypoint)
+    exposed_ports: tuple[str, ...] = attrs.field(default=(), converter=_convert_ports)
+    volumes: tuple[str, ...] = attrs.field(default=(), converter=_convert_volumes)
+    stop_signal: str | None = attrs.field(default=None, converter=_convert_stop_signal)
+    healthcheck: Healthcheck | None = attrs.field(default=None, converter=_convert_healthcheck)
     context: str | None = attrs.field(default=None, converter=_convert_context, eq=False)
 
     def __attrs_post_init__(self) -> None:
         if self.context is not None:
             for i, layer in enumerate(self.layers):
-                if layer.kind == "copy":
+                if layer.kind == "copy" and layer.stage is None:  # (--from: a path in another image)
                     resolve_copy_source(self.context, layer.src, key=f"layers[{i}].copy.src")
 
     @property
@@ -218,6 +270,40 @@ class Image:
 
         return read_image(text, path=path, make=lambda values: cls(**values, context=context))
 
+    @classmethod
+    def from_dockerfile(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        build_args: Mapping[str, str] | None = None,
+        target: str | None = None,
+        context: str | os.PathLike[str] | None = None,
+        name: str = "dockerfile:latest",
+        engine: Engine | None = None,
+    ) -> Image:
+        """Read an image from a Dockerfile (SPEC.md section 9); the build context
+        is ``context``, by default the Dockerfile's folder, and its
+        ``.dockerignore`` applies. ``target`` picks the stage (default: the last).
+        With ``engine``, a stage built FROM an image of its store starts
+        with that image's config (env, workdir, user, cmd...), as in Docker;
+        without, only with its files.
+
+        Raises:
+            SpecError: with the file, the line and the instruction for any
+                mistake or unsupported instruction, a copy source missing from
+                the context, a file that cannot be read.
+        """
+        from pylxcore.spec.dockerfile import read_dockerfile  # deferred, as in from_yaml
+
+        return read_dockerfile(
+            path,
+            lambda values: cls(name, **values),
+            build_args=build_args,
+            target=target,
+            context=context,
+            base_config=(lambda ref: engine.images.get(ref).config) if engine is not None else None,
+        )
+
     def to_yaml(self) -> str:
         """The YAML form; ``Image.from_yaml(image.to_yaml()) == image``. Defaults are left out."""
         data: dict[str, object] = {"name": self.name}
@@ -233,8 +319,18 @@ class Image:
             data["labels"] = dict(self.labels)
         if self.layers:
             data["layers"] = [layer.to_yaml_obj() for layer in self.layers]
+        if self.entrypoint is not None:
+            data["entrypoint"] = list(self.entrypoint)
         if self.cmd is not None:
             data["cmd"] = list(self.cmd)
+        if self.exposed_ports:
+            data["exposed_ports"] = list(self.exposed_ports)
+        if self.volumes:
+            data["volumes"] = list(self.volumes)
+        if self.stop_signal is not None:
+            data["stop_signal"] = self.stop_signal
+        if self.healthcheck is not None:
+            data["healthcheck"] = self.healthcheck.to_dict()
         if self.limits != Limits():
             data["limits"] = self.limits.to_dict()
         from pylxcore.spec.yaml import write_image  # deferred, as in from_yaml
@@ -266,6 +362,8 @@ class Image:
         rows.append(("workdir", esc(self.workdir)))
         if self.user != "root":
             rows.append(("user", esc(self.user)))
+        if self.entrypoint is not None:
+            rows.append(("entrypoint", f"<code>{esc(json.dumps(list(self.entrypoint)))}</code>"))
         if self.cmd is not None:
             rows.append(("cmd", f"<code>{esc(json.dumps(list(self.cmd)))}</code>"))
         if self.labels:

@@ -16,16 +16,40 @@ import attrs
 import yaml
 
 from pylxcore.errors import SpecError
+from pylxcore.spec.healthcheck import HEALTHCHECK_KEYS
 from pylxcore.spec.layer import LAYER_KINDS, Layer
 from pylxcore.spec.limits import Limits
 from pylxcore.spec.validate import type_name
 
-__all__ = ["COPY_KEYS", "LAYER_KEYS", "LIMIT_KEYS", "TOP_KEYS", "read_image", "write_image"]
+__all__ = [
+    "COPY_KEYS",
+    "HEALTHCHECK_KEYS",
+    "LAYER_KEYS",
+    "LIMIT_KEYS",
+    "TOP_KEYS",
+    "read_image",
+    "write_image",
+]
 
 T = TypeVar("T")
 
 # The keys each mapping may hold; docs/yaml.md lists the same (tests/test_docs.py checks).
-TOP_KEYS = ("name", "base", "env", "workdir", "user", "labels", "layers", "cmd", "limits")
+TOP_KEYS = (
+    "name",
+    "base",
+    "env",
+    "workdir",
+    "user",
+    "labels",
+    "layers",
+    "entrypoint",
+    "cmd",
+    "exposed_ports",
+    "volumes",
+    "stop_signal",
+    "healthcheck",
+    "limits",
+)
 LAYER_KEYS = (*LAYER_KINDS, "network")
 COPY_KEYS = ("src", "dest", "mode")
 LIMIT_KEYS = tuple(f.name for f in attrs.fields(Limits))
@@ -65,6 +89,8 @@ def write_image(data: Mapping[str, object]) -> str:
             assert isinstance(value, list)
             items = [_layer_node(item) for item in value]
             node: Any = yaml.SequenceNode(_TAG + "seq", items, flow_style=False)
+        elif key == "healthcheck":
+            node = _layer_node(value)
         else:
             node = _value_node(value)
         root.value.append((_value_node(key), node))
@@ -269,7 +295,7 @@ class _YamlReader:
         self.nodes[""] = root
         values: dict[str, object] = {}
         for name, node in self.mapping(root, "", TOP_KEYS):
-            if name in ("name", "base", "workdir", "user"):
+            if name in ("name", "base", "workdir", "user", "stop_signal"):
                 values[name] = self.string(node, name)
             elif name in ("env", "labels"):
                 values[name] = {
@@ -278,8 +304,12 @@ class _YamlReader:
                 }
             elif name == "layers":
                 values[name] = self.layers(node)
-            elif name == "cmd":
-                values[name] = self.cmd(node)
+            elif name in ("cmd", "entrypoint"):
+                values[name] = self.cmd(node, name)
+            elif name in ("exposed_ports", "volumes"):
+                values[name] = self.strings(node, name)
+            elif name == "healthcheck":
+                values[name] = self.healthcheck(node)
             else:
                 values[name] = {
                     key: self.optional_number(value, f"limits.{key}")
@@ -298,19 +328,40 @@ class _YamlReader:
             self.fail(f"expected a string value, got {self.describe(node)}", key, node)
         return self.string(node, key)
 
-    def cmd(self, node: Any) -> object:
+    def cmd(self, node: Any, key: str) -> object:
+        """An argv (a list) or a shell-form string: ``cmd``, ``entrypoint``, ``healthcheck.test``."""
         if isinstance(node, yaml.SequenceNode):
             items = []
             for i, item in enumerate(node.value):
-                self.nodes[f"cmd[{i}]"] = item
-                items.append(self.string(item, f"cmd[{i}]", words=True))
+                self.nodes[f"{key}[{i}]"] = item
+                items.append(self.string(item, f"{key}[{i}]", words=True))
             return items
         # The shell form must be written as a string: "cmd: 5" is a mistake.
         if isinstance(node, yaml.ScalarNode) and node.tag == _TAG + "str":
             return str(node.value)
         self.fail(
-            f"expected a list of strings or a shell command string, got {self.describe(node)}", "cmd", node
+            f"expected a list of strings or a shell command string, got {self.describe(node)}", key, node
         )
+
+    def strings(self, node: Any, key: str) -> list[str]:
+        """A list of strings; numbers are taken as written (``exposed_ports: [80, 443/tcp]``)."""
+        if not isinstance(node, yaml.SequenceNode):
+            self.fail(f"expected a list, got {self.describe(node)}", key, node)
+        items = []
+        for i, item in enumerate(node.value):
+            self.nodes[f"{key}[{i}]"] = item
+            items.append(self.string(item, f"{key}[{i}]"))
+        return items
+
+    def healthcheck(self, node: Any) -> object:
+        """A mapping of HEALTHCHECK_KEYS, or just its test (a list or a shell string)."""
+        if not isinstance(node, yaml.MappingNode):
+            return self.cmd(node, "healthcheck")
+        values: dict[str, object] = {}
+        for name, value in self.mapping(node, "healthcheck", HEALTHCHECK_KEYS):
+            key = f"healthcheck.{name}"
+            values[name] = self.cmd(value, key) if name == "test" else self.optional_number(value, key)
+        return values
 
     def layers(self, node: Any) -> list[Layer]:
         if not isinstance(node, yaml.SequenceNode):

@@ -73,11 +73,13 @@ class HashingWriter:
 
 
 class HashingReader(io.RawIOBase):
-    """A read-only stream that hashes and counts what it reads from ``source``."""
+    """A read-only stream that hashes and counts what it reads from ``source``
+    (and writes it to ``copy_to``, when given)."""
 
-    def __init__(self, source: IO[bytes]) -> None:
+    def __init__(self, source: IO[bytes], *, copy_to: IO[bytes] | None = None) -> None:
         super().__init__()
         self.source = source
+        self.copy_to = copy_to
         self.hash = hashlib.sha256()
         self.size = 0
 
@@ -90,6 +92,8 @@ class HashingReader(io.RawIOBase):
         buffer[:n] = data
         self.hash.update(data)
         self.size += n
+        if self.copy_to is not None:
+            self.copy_to.write(data)
         return n
 
     def drain(self) -> None:

@@ -15,12 +15,13 @@ import os
 import stat
 import tarfile
 from pathlib import Path
-from typing import Any
+from typing import IO
 
 from pylxcore.build.bases import LOCAL_XATTRS, OVERLAY_XATTR_PREFIXES
 from pylxcore.errors import StorageError
 from pylxcore.runtime.rootfs import is_opaque, is_whiteout
 from pylxcore.store import Store
+from pylxcore.store.records import ImageRecord
 
 WHITEOUT_PREFIX = ".wh."
 WHITEOUT_OPAQUE = ".wh..wh..opq"
@@ -135,6 +136,14 @@ class TreeTarWriter:
         info.size = len(data)
         self.tar.addfile(info, io.BytesIO(data))
 
+    def add_stream(self, arcname: str, fh: IO[bytes], size: int, *, mode: int = 0o644) -> None:
+        """A regular file of ``size`` bytes read from ``fh`` as it is written, owned by root.
+        Raises OSError (tarfile's, when ``fh`` ends early)."""
+        info = self._info(arcname, None, mode)
+        info.type = tarfile.REGTYPE
+        info.size = size
+        self.tar.addfile(info, fh)
+
     def add_dir(self, arcname: str, *, mode: int = 0o755) -> None:
         """A directory owned by root."""
         info = self._info(arcname, None, mode)
@@ -181,14 +190,14 @@ def write_layer_tar(fs: Path, tar: tarfile.TarFile, *, mtime: int) -> None:
     walk(fs, "")
 
 
-def layer_trees(store: Store, record: dict[str, Any], ref: str) -> list[Path]:
+def layer_trees(store: Store, record: ImageRecord, ref: str) -> list[Path]:
     """The trees of the image ``record``'s layers, bottom first (``ref`` names it in errors).
 
     The caller holds ``lock("gc", shared=True)`` while it reads them. Raises
     StorageError when a layer is missing from the store.
     """
     trees = []
-    for key in record["layers"]:
+    for key in record.layers:
         fs = store.layer_dir(key) / "fs"
         if not fs.is_dir():
             raise StorageError(f"layer {key} of image {ref!r} is missing from the store", path=str(fs))

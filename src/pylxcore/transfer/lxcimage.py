@@ -19,7 +19,8 @@ modes are kept.
 * ``"rootfs"``: one tar of the merged tree, usable as a ``tar:`` base.
 
 Tarballs are compressed by the name's suffix: ``.tar`` none, ``.tar.gz``/
-``.tgz`` gzip, anything else xz.
+``.tgz`` gzip, ``.tar.zst`` zstd, anything else xz; xz and zstd (and gzip,
+when ``pigz`` is there) run as a process of their own on every core.
 """
 
 from __future__ import annotations
@@ -27,19 +28,22 @@ from __future__ import annotations
 import os
 import platform
 import shlex
-import stat
+import shutil
+import subprocess
 import tarfile
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Collection, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import yaml
 
 from pylxcore.errors import SpecError, StorageError
 from pylxcore.runtime.lxcconfig import DEFAULT_PATH
-from pylxcore.runtime.rootfs import LayerStack, is_opaque, is_whiteout
+from pylxcore.runtime.programs import command_argv
+from pylxcore.runtime.rootfs import LayerStack, merged_entries
 from pylxcore.runtime.users import lookup_user
 from pylxcore.store import rmtree
+from pylxcore.store.records import ImageRecord
 from pylxcore.transfer.layertar import TreeTarWriter, layer_trees
 
 if TYPE_CHECKING:
@@ -53,53 +57,6 @@ _HOSTNAME_TEMPLATE = "{{ container.name }}\n"
 def lxc_arch() -> str:
     """This host's architecture as LXC and Incus name it (the kernel's name, e.g. x86_64)."""
     return platform.machine()
-
-
-def merged_entries(
-    layers: Sequence[Path], *, skip: Collection[str] = ()
-) -> Iterator[tuple[str, Path, os.stat_result]]:
-    """Walk the merged tree of ``layers`` (bottom first) as overlayfs shows it.
-
-    Yields ``(relative path, the real path in the layer that provides it, its
-    lstat)`` in sorted pre-order (a directory before its contents), without the
-    root itself and without whiteouts. Paths in ``skip`` (relative, e.g.
-    "etc/hostname") are left out, with what is below them.
-    """
-    top_first = [Path(p) for p in reversed(layers)]
-
-    def walk(rel: str, candidates: list[Path]) -> Iterator[tuple[str, Path, os.stat_result]]:
-        children: dict[str, tuple[int, Path, os.stat_result]] = {}
-        hidden: set[str] = set()
-        used: list[Path] = []  # the layers that contribute to this directory, top first
-        for layer in candidates:
-            here = layer / rel if rel else layer
-            try:
-                st = os.lstat(here)
-            except (FileNotFoundError, NotADirectoryError):
-                continue
-            if not stat.S_ISDIR(st.st_mode):
-                break  # a file or whiteout here hides this directory in every lower layer
-            used.append(layer)
-            for name in os.listdir(here):
-                if name in children or name in hidden:
-                    continue
-                child_st = os.lstat(here / name)
-                if is_whiteout(child_st):
-                    hidden.add(name)
-                    continue
-                children[name] = (len(used) - 1, here / name, child_st)
-            if rel and is_opaque(here):
-                break
-        for name in sorted(children, key=os.fsencode):
-            index, real, st = children[name]
-            child_rel = f"{rel}/{name}" if rel else name
-            if child_rel in skip:
-                continue
-            yield child_rel, real, st
-            if stat.S_ISDIR(st.st_mode):
-                yield from walk(child_rel, used[index:])
-
-    yield from walk("", top_first)
 
 
 def write_flat_tree(
@@ -129,6 +86,8 @@ def _tar_mode(path: Path) -> str:
         return "w"
     if name.endswith((".tar.gz", ".tgz")):
         return "w:gz"
+    if name.endswith(".tar.zst"):
+        return "w:zst"  # (no tarfile mode: only the zstd command writes it)
     return "w:xz"
 
 
@@ -170,9 +129,9 @@ def _os_release(layers: Sequence[Path]) -> dict[str, str]:
     return {}
 
 
-def lxc_config(record: dict[str, Any], layers: Sequence[Path], title: str) -> str:
+def lxc_config(record: ImageRecord, layers: Sequence[Path], title: str) -> str:
     """The ``config`` file of the meta tarball (LXC_* words are filled in by lxc-local)."""
-    cfg = record["config"]
+    cfg = record.config
     lines = [
         f"# {title}",
         "lxc.include = LXC_TEMPLATE_CONFIG/common.conf",
@@ -180,7 +139,10 @@ def lxc_config(record: dict[str, Any], layers: Sequence[Path], title: str) -> st
         "",
         "# The image's runtime config: `lxc-execute -n NAME` runs its cmd",
     ]
-    cmd = cfg.get("cmd")
+    try:
+        cmd: list[str] | None = command_argv(None, cfg)  # entrypoint + cmd, as a container runs it
+    except SpecError:
+        cmd = None
     if cmd:
         try:
             lines.append("lxc.execute.cmd = " + " ".join(_lxc_quote(a) for a in cmd))
@@ -204,13 +166,57 @@ def lxc_config(record: dict[str, Any], layers: Sequence[Path], title: str) -> st
     return "\n".join(lines) + "\n"
 
 
+def _compressor(mode: str) -> list[str] | None:
+    """A compressor that uses every core for tarfile ``mode``, when the host has one.
+
+    Python's lzma and gzip use one core: xz of a whole root filesystem is
+    then the slowest part of an export by far. ``xz -T0`` splits the input
+    in blocks compressed in parallel (a standard .xz any xz reads).
+    """
+    if mode == "w:xz" and shutil.which("xz"):
+        return ["xz", "-T0", "-6", "-c"]
+    if mode == "w:gz" and shutil.which("pigz"):
+        return ["pigz", "-6", "-n", "-c"]
+    if mode == "w:zst":
+        if not shutil.which("zstd"):
+            raise StorageError("writing a .tar.zst needs the zstd command (apt-get install zstd)")
+        return ["zstd", "-T0", "-q", "-c"]
+    return None
+
+
+def _compressed_tar(tmp: str, argv: list[str], fill: Callable[[tarfile.TarFile], None]) -> None:
+    """Write the tar ``fill`` makes through the compressor ``argv`` into ``tmp``, streaming.
+    Raises StorageError when the compressor fails."""
+    with open(tmp, "wb") as out, tempfile.TemporaryFile() as errors:
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=out, stderr=errors)
+        assert proc.stdin is not None
+        try:
+            with tarfile.open(fileobj=proc.stdin, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+                fill(tar)
+            proc.stdin.close()
+        except BaseException:
+            proc.kill()
+            raise
+        finally:
+            code = proc.wait()
+        if code != 0:
+            errors.seek(0)
+            reason = errors.read(4096).decode(errors="replace").strip()
+            raise StorageError(f"{argv[0]} exited {code} compressing {tmp}: {reason}", path=tmp)
+
+
 def _write_tar(target: Path, mode: str, fill: Callable[[tarfile.TarFile], None]) -> None:
-    """Write a tar at ``target`` atomically (assembled beside it, then renamed)."""
+    """Write a tar at ``target`` atomically (assembled beside it, then renamed),
+    compressed on every core when ``mode`` compresses and a compressor is at hand."""
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     os.close(fd)
     try:
-        with tarfile.open(tmp, mode, format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
-            fill(tar)
+        argv = _compressor(mode)
+        if argv is not None:
+            _compressed_tar(tmp, argv, fill)
+        else:
+            with tarfile.open(tmp, mode, format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
+                fill(tar)
         os.chmod(tmp, 0o644)
         os.replace(tmp, target)
     except BaseException:
@@ -219,7 +225,7 @@ def _write_tar(target: Path, mode: str, fill: Callable[[tarfile.TarFile], None])
         raise
 
 
-def _export_lxc(record: dict[str, Any], layers: list[Path], path: Path, title: str) -> None:
+def _export_lxc(record: ImageRecord, layers: list[Path], path: Path, title: str) -> None:
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise StorageError(f"{path} exists and is not an empty directory", path=str(path))
     etc = LayerStack(list(reversed(layers))).lookup("/etc")
@@ -230,7 +236,7 @@ def _export_lxc(record: dict[str, Any], layers: list[Path], path: Path, title: s
         os.chmod(staging, 0o755)
 
         def meta(tar: tarfile.TarFile) -> None:
-            writer = TreeTarWriter(tar, mtime=int(record.get("created", 0)))
+            writer = TreeTarWriter(tar, mtime=int(record.created))
             writer.add_bytes("config", lxc_config(record, layers, title).encode())
             writer.add_bytes("excludes", b"dev/*\n")
             if has_etc:
@@ -250,12 +256,12 @@ def _export_lxc(record: dict[str, Any], layers: list[Path], path: Path, title: s
         raise
 
 
-def incus_metadata(record: dict[str, Any], layers: Sequence[Path], name: str) -> dict[str, Any]:
+def incus_metadata(record: ImageRecord, layers: Sequence[Path], name: str) -> dict[str, Any]:
     """The ``metadata.yaml`` of Incus's image format (reference/image_format in Incus's docs)."""
     release = _os_release(layers)
     properties = {
         "architecture": lxc_arch(),
-        "description": f"{name} (pylxcore image {record['id'][7:19]})",
+        "description": f"{name} (pylxcore image {record.id[7:19]})",
         "name": name,
         "os": release.get("NAME") or "Linux",
     }
@@ -263,7 +269,7 @@ def incus_metadata(record: dict[str, Any], layers: Sequence[Path], name: str) ->
         properties["release"] = release.get("VERSION_CODENAME") or release.get("VERSION_ID") or ""
     return {
         "architecture": lxc_arch(),
-        "creation_date": int(record.get("created", 0)),
+        "creation_date": int(record.created),
         "properties": properties,
         "templates": {
             "/etc/hostname": {
@@ -276,13 +282,13 @@ def incus_metadata(record: dict[str, Any], layers: Sequence[Path], name: str) ->
     }
 
 
-def _export_incus(record: dict[str, Any], layers: list[Path], path: Path, name: str) -> None:
+def _export_incus(record: ImageRecord, layers: list[Path], path: Path, name: str) -> None:
     if path.is_dir():
         raise StorageError(f"{path} is a directory; the incus format is one tarball", path=str(path))
     metadata = yaml.safe_dump(incus_metadata(record, layers, name), sort_keys=True, default_flow_style=False)
 
     def fill(tar: tarfile.TarFile) -> None:
-        writer = TreeTarWriter(tar, mtime=int(record.get("created", 0)))
+        writer = TreeTarWriter(tar, mtime=int(record.created))
         writer.add_bytes("metadata.yaml", metadata.encode())
         writer.add_dir("templates")
         writer.add_bytes("templates/hostname.tpl", _HOSTNAME_TEMPLATE.encode())
@@ -309,7 +315,7 @@ def export_image(engine: Engine, ref: str, path: Path, *, format: str) -> Path: 
     record = engine.images.record(ref)
     image = engine.images.get(ref)
     name = image.tags[0] if image.tags else image.short_id
-    title = f"pylxcore image {name} ({record['id']})"
+    title = f"pylxcore image {name} ({record.id})"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with store.lock("gc", shared=True):  # no prune while we read the layers

@@ -1,29 +1,35 @@
-"""Exporting images as OCI image layouts and oci-archives, reproducibly.
+"""Exporting images as OCI image layouts, oci-archives and docker-archives, reproducibly.
 
-Export writes one gzip layer tar per pylxcore layer (see layertar). The tars
-are reproducible: entries sorted, every mtime set to one fixed epoch
-(``$SOURCE_DATE_EPOCH``, else 0), numeric owners without names, PAX format,
-and gzip headers without a name or a time. Exporting the same image twice
-gives byte-identical blobs, hence the same digests.
+Each layer is one blob: the one it came as, for a layer imported from
+elsewhere (so the same digests go back out), else a gzip layer tar written
+from its tree (see layerblob, layertar). Those tars are reproducible:
+entries sorted, every mtime set to one fixed epoch (``$SOURCE_DATE_EPOCH``,
+else 0), numeric owners without names, PAX format, and gzip headers without
+a name or a time. Exporting the same image twice gives byte-identical blobs,
+hence the same digests. Archives stream: blobs are read from disk while the
+tar is written, to a file or to a pipe (``save`` to stdout).
 """
 
 from __future__ import annotations
 
 import contextlib
-import gzip
 import json
 import os
 import tarfile
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Callable
+
+import attrs
 
 from pylxcore.errors import SpecError, StorageError
 from pylxcore.spec import validate_image_ref
 from pylxcore.store import atomic_write, canonical_json, rmtree, sha256_hex
-from pylxcore.transfer.digest import HashingWriter
+from pylxcore.store.records import ImageRecord
 from pylxcore.transfer.imageconfig import oci_config, oci_platform
-from pylxcore.transfer.layertar import TreeTarWriter, layer_trees, write_layer_tar
+from pylxcore.transfer.layerblob import BlobFile, add_blob_file, layer_blob, place_blob_file
+from pylxcore.transfer.layertar import TreeTarWriter
 from pylxcore.transfer.ocispec import (
     ANNOTATION_IMAGE_ID,
     ANNOTATION_LIMITS,
@@ -31,7 +37,6 @@ from pylxcore.transfer.ocispec import (
     LAYOUT_VERSION,
     MEDIA_CONFIG,
     MEDIA_INDEX,
-    MEDIA_LAYER_GZIP,
     MEDIA_MANIFEST,
 )
 
@@ -47,87 +52,98 @@ def source_epoch() -> int:
     return int(value) if value.isdigit() else 0
 
 
-def _write_blob(blobs: Path, staging: Path, data: bytes) -> dict[str, Any]:
-    """Store ``data`` as a blob of the layout; return its digest and size."""
-    digest = "sha256:" + sha256_hex(data)
-    target = blobs / digest[7:]
-    if not target.exists():
-        tmp = staging / (digest[7:] + ".tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, target)
-    return {"digest": digest, "size": len(data)}
-
-
-def _export_layer(fs: Path, blobs: Path, staging: Path, mtime: int) -> tuple[dict[str, Any], str]:
-    """Write one layer blob; return (its descriptor, its diff_id)."""
-    tmp = staging / "layer.tmp"
-    with open(tmp, "wb") as out:
-        compressed = HashingWriter(out)
-        # No file name and a zero time in the gzip header: the same tar, the same blob.
-        with gzip.GzipFile(filename="", mode="wb", fileobj=compressed, mtime=0, compresslevel=6) as gz:
-            uncompressed = HashingWriter(gz)
-            with tarfile.open(fileobj=uncompressed, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
-                write_layer_tar(fs, tar, mtime=mtime)
-        out.flush()
-        os.fsync(out.fileno())
-    target = blobs / compressed.digest[7:]
-    if target.exists():
-        tmp.unlink()
-    else:
-        os.replace(tmp, target)
-    descriptor = {"mediaType": MEDIA_LAYER_GZIP, "digest": compressed.digest, "size": compressed.size}
-    return descriptor, uncompressed.digest
-
-
-def _ref_name(engine: Engine, ref: str, record: dict[str, Any]) -> str | None:
+def _ref_name(engine: Engine, ref: str, record: ImageRecord) -> str | None:
     """The name:tag to put in the layout: ``ref`` itself if it names the image, else its first tag."""
     refs = engine.store.read_refs()
     with contextlib.suppress(SpecError, TypeError):
         name = validate_image_ref(ref)
-        if refs.get(name) == record["id"]:
+        if refs.get(name) == record.id:
             return name
-    tags = sorted(n for n, i in refs.items() if i == record["id"])
+    tags = sorted(n for n, i in refs.items() if i == record.id)
     return tags[0] if tags else None
 
 
-def _write_layout(engine: Engine, ref: str, layout: Path, staging: Path) -> dict[str, Any]:
-    """Write the image's blobs into ``layout`` (an existing directory); return its index entry."""
+@attrs.frozen
+class Prepared:
+    """An image ready to be written in any format: its layer blobs and its config."""
+
+    record: ImageRecord
+    name: str | None  # the name:tag the archive gives it
+    layers: list[BlobFile]  # bottom first
+    config: bytes  # the image config (canonical JSON)
+    epoch: int  # the time written into tars (see source_epoch)
+
+    @property
+    def config_digest(self) -> str:
+        return "sha256:" + sha256_hex(self.config)
+
+    def manifest(self) -> bytes:
+        """The OCI image manifest (canonical JSON): pylxcore's limits and id ride as annotations."""
+        annotations = {ANNOTATION_IMAGE_ID: self.record.id}
+        limits = self.record.config.get("limits") or {}
+        if limits:
+            annotations[ANNOTATION_LIMITS] = canonical_json(limits)
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": MEDIA_MANIFEST,
+            "config": {"mediaType": MEDIA_CONFIG, "digest": self.config_digest, "size": len(self.config)},
+            "layers": [blob.descriptor() for blob in self.layers],
+            "annotations": annotations,
+        }
+        return canonical_json(manifest).encode()
+
+    def index_entry(self, manifest: bytes) -> dict[str, Any]:
+        entry: dict[str, Any] = {
+            "mediaType": MEDIA_MANIFEST,
+            "digest": "sha256:" + sha256_hex(manifest),
+            "size": len(manifest),
+            "platform": oci_platform(),
+        }
+        if self.name:
+            entry["annotations"] = {ANNOTATION_REF_NAME: self.name}
+        return entry
+
+
+def prepare(engine: Engine, ref: str, staging: Path, *, gzipped: bool) -> Prepared:
+    """Image ``ref``'s blobs (kept ones as they are, others written into
+    ``staging``) and config. The caller holds ``lock("gc", shared=True)``.
+    Raises ImageNotFound, StorageError."""
     store = engine.store
     record = engine.images.record(ref)
     epoch = source_epoch()
+
+    def one(key: str) -> BlobFile:
+        try:
+            return layer_blob(store, key, staging, gzipped=gzipped, mtime=epoch)
+        except OSError as err:
+            raise StorageError(f"cannot export layer {key}: {err}", path=str(store.layer_dir(key))) from err
+
+    # Layers are written side by side: zlib and hashlib release the GIL, so
+    # an image of several layers is compressed on several cores.
+    with ThreadPoolExecutor(max_workers=max(1, min(len(record.layers), os.cpu_count() or 1))) as pool:
+        layers = list(pool.map(one, record.layers))
+    config = oci_config(store, record, [blob.diff_id for blob in layers], epoch)
+    return Prepared(record, _ref_name(engine, ref, record), layers, canonical_json(config).encode(), epoch)
+
+
+def _write_layout(prepared: Prepared, layout: Path, staging: Path) -> dict[str, Any]:
+    """Write the image's blobs into ``layout`` (an existing directory); return its index entry."""
     blobs = layout / "blobs" / "sha256"
     blobs.mkdir(parents=True, exist_ok=True)
-    layer_descs: list[dict[str, Any]] = []
-    diff_ids: list[str] = []
-    for key, fs in zip(record["layers"], layer_trees(store, record, ref)):
-        try:
-            desc, diff_id = _export_layer(fs, blobs, staging, epoch)
-        except OSError as err:
-            raise StorageError(f"cannot export layer {key}: {err}", path=str(fs)) from err
-        layer_descs.append(desc)
-        diff_ids.append(diff_id)
-    config = oci_config(store, record, diff_ids, epoch)
-    config_desc = {"mediaType": MEDIA_CONFIG, **_write_blob(blobs, staging, canonical_json(config).encode())}
-    annotations = {ANNOTATION_IMAGE_ID: record["id"]}
-    limits = record["config"].get("limits") or {}
-    if limits:
-        annotations[ANNOTATION_LIMITS] = canonical_json(limits)
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": MEDIA_MANIFEST,
-        "config": config_desc,
-        "layers": layer_descs,
-        "annotations": annotations,
-    }
-    entry: dict[str, Any] = {
-        "mediaType": MEDIA_MANIFEST,
-        **_write_blob(blobs, staging, canonical_json(manifest).encode()),
-        "platform": oci_platform(),
-    }
-    name = _ref_name(engine, ref, record)
-    if name:
-        entry["annotations"] = {ANNOTATION_REF_NAME: name}
-    return entry
+    for blob in prepared.layers:
+        place_blob_file(blob, blobs / blob.digest[7:], staging=staging)
+    manifest = prepared.manifest()
+    for data in (prepared.config, manifest):
+        target = blobs / sha256_hex(data)
+        if not target.exists():
+            tmp = staging / (target.name + ".tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, target)
+    return prepared.index_entry(manifest)
+
+
+def _index(entries: list[dict[str, Any]]) -> bytes:
+    return canonical_json({"schemaVersion": 2, "mediaType": MEDIA_INDEX, "manifests": entries}).encode()
 
 
 def _merge_index(layout: Path, entry: dict[str, Any]) -> None:
@@ -149,30 +165,69 @@ def _merge_index(layout: Path, entry: dict[str, Any]) -> None:
         and (name is None or (m.get("annotations") or {}).get(ANNOTATION_REF_NAME) != name)
     ]
     manifests.append(entry)
-    index = {"schemaVersion": 2, "mediaType": MEDIA_INDEX, "manifests": manifests}
     (layout / "oci-layout").write_text(_OCI_LAYOUT)
-    atomic_write(index_path, canonical_json(index))
+    atomic_write(index_path, _index(manifests).decode())
 
 
-def _tar_layout(layout: Path, target: Path, epoch: int) -> None:
-    """Write the layout directory as a reproducible (sorted, fixed-time) tar at ``target``."""
-    with tarfile.open(target, "w", format=tarfile.PAX_FORMAT) as tar:
-        writer = TreeTarWriter(tar, mtime=epoch)
+def write_oci_archive(prepared: Prepared, out: IO[bytes]) -> None:
+    """Write the image as an oci-archive to ``out`` (a file or a pipe), streaming:
+    a reproducible tar (sorted, fixed times) whose blobs are read from disk
+    as they are written. Raises StorageError, OSError."""
+    manifest = prepared.manifest()
+    small = {sha256_hex(data): data for data in (prepared.config, manifest)}
+    files = {blob.digest[7:]: blob for blob in prepared.layers}
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        writer = TreeTarWriter(tar, mtime=prepared.epoch)
         for name in ("blobs", "blobs/sha256"):
             writer.add_dir(name)
-        for blob in sorted(os.listdir(layout / "blobs" / "sha256")):
-            writer.add_bytes("blobs/sha256/" + blob, (layout / "blobs" / "sha256" / blob).read_bytes())
-        for name in ("index.json", "oci-layout"):
-            writer.add_bytes(name, (layout / name).read_bytes())
+        for hexpart in sorted({*small, *files}):
+            if hexpart in small:
+                writer.add_bytes("blobs/sha256/" + hexpart, small[hexpart])
+            else:
+                add_blob_file(writer, "blobs/sha256/" + hexpart, files[hexpart])
+        writer.add_bytes("index.json", _index([prepared.index_entry(manifest)]))
+        writer.add_bytes("oci-layout", _OCI_LAYOUT.encode())
 
 
-def export_image(engine: Engine, ref: str, path: Path, *, archive: bool) -> Path:
-    """Export image ``ref`` as an OCI image layout at ``path``; return ``path``.
+Writer = Callable[[Prepared, IO[bytes]], None]
 
-    ``archive=False`` writes a layout directory. ``path`` may be missing, an
-    empty directory, or an existing OCI layout (the image is added to it,
-    replacing an entry of the same name). ``archive=True`` writes the layout as
-    one tar file (an "oci-archive"), replacing a file at ``path``. Either is
+
+def _archive_writer(fmt: str) -> tuple[Writer, bool]:
+    """(the function that writes ``fmt``, whether its layers are gzipped)."""
+    if fmt == "docker-archive":
+        from pylxcore.transfer.docker_archive import write_docker_archive
+
+        return write_docker_archive, False
+    return write_oci_archive, True
+
+
+def export_stream(engine: Engine, ref: str, out: IO[bytes], *, format: str) -> None:  # noqa: A002
+    """Write image ``ref`` to the binary stream ``out`` as ``format`` ("oci-archive"
+    or "docker-archive"): ``save`` to stdout. Layers are staged in the store's
+    tmp/ first (a tar member's size comes before its bytes); memory stays
+    small whatever their size. Raises ImageNotFound, StorageError."""
+    write, gzipped = _archive_writer(format)
+    store = engine.store
+    staging = store.staging_dir("export")
+    try:
+        with store.lock("gc", shared=True):
+            prepared = prepare(engine, ref, staging, gzipped=gzipped)
+            write(prepared, out)
+        out.flush()
+    except OSError as err:
+        raise StorageError(f"cannot export {ref!r}: {err}") from err
+    finally:
+        rmtree(staging)
+
+
+def export_image(engine: Engine, ref: str, path: Path, *, format: str) -> Path:  # noqa: A002
+    """Export image ``ref`` at ``path`` as ``format``; return ``path``.
+
+    "oci" writes a layout directory: ``path`` may be missing, an empty
+    directory, or an existing OCI layout (the image is added to it, replacing
+    an entry of the same name). "oci-archive" writes the layout as one tar
+    file, "docker-archive" what ``docker save`` writes (Docker 20.10's
+    ``docker load`` reads it); either replaces a file at ``path``. Each is
     complete or absent: it is assembled beside ``path`` and renamed into place.
 
     Raises ImageNotFound, StorageError (unwritable target, a layer missing from
@@ -188,16 +243,18 @@ def export_image(engine: Engine, ref: str, path: Path, *, archive: bool) -> Path
     try:
         # Shared gc lock: prune cannot delete a layer while we read it.
         with store.lock("gc", shared=True):
-            if archive:
+            if format != "oci":
                 if path.is_dir():
-                    raise StorageError(f"{path} is a directory; an oci-archive is a file", path=str(path))
-                layout = staging / "layout"
-                layout.mkdir()
-                _merge_index(layout, _write_layout(engine, ref, layout, staging))
-                _tar_layout(layout, staging / "archive.tar", source_epoch())
+                    raise StorageError(f"{path} is a directory; an {format} is a file", path=str(path))
+                write, gzipped = _archive_writer(format)
+                prepared = prepare(engine, ref, staging, gzipped=gzipped)
+                with open(staging / "archive.tar", "wb") as out:
+                    write(prepared, out)
+                    out.flush()
+                    os.fsync(out.fileno())
                 os.replace(staging / "archive.tar", path)
             elif path.is_dir() and (path / "oci-layout").exists():
-                _merge_index(path, _write_layout(engine, ref, path, staging))
+                _merge_index(path, _write_layout(prepare(engine, ref, staging, gzipped=True), path, staging))
             else:
                 if path.exists() and (not path.is_dir() or any(path.iterdir())):
                     raise StorageError(
@@ -205,7 +262,8 @@ def export_image(engine: Engine, ref: str, path: Path, *, archive: bool) -> Path
                     )
                 layout = staging / "layout"
                 layout.mkdir(mode=0o755)
-                _merge_index(layout, _write_layout(engine, ref, layout, staging))
+                prepared = prepare(engine, ref, staging, gzipped=True)
+                _merge_index(layout, _write_layout(prepared, layout, staging))
                 if path.exists():
                     path.rmdir()
                 os.rename(layout, path)
@@ -216,4 +274,4 @@ def export_image(engine: Engine, ref: str, path: Path, *, archive: bool) -> Path
     return path
 
 
-__all__ = ["source_epoch", "export_image"]
+__all__ = ["source_epoch", "Prepared", "prepare", "write_oci_archive", "export_stream", "export_image"]

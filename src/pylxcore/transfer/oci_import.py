@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import os
 import posixpath
+import shutil
 import tarfile
 import time
 import zlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Callable, Sequence
 
 import attrs
 
@@ -26,16 +27,19 @@ from pylxcore.build.builder import step_key
 from pylxcore.errors import SpecError, StorageError
 from pylxcore.spec import validate_image_ref
 from pylxcore.store import Store, canonical_json, rmtree, sha256_hex
+from pylxcore.store.records import HistoryStep, ImageRecord, LayerOrigin
 from pylxcore.transfer.archive import Archive, open_archive
-from pylxcore.transfer.digest import blob_name, is_sha256_hex, verify
-from pylxcore.transfer.imageconfig import host_platform, record_config, record_history
+from pylxcore.transfer.digest import CHUNK, blob_name, is_sha256_hex, verify
+from pylxcore.transfer.imageconfig import host_platform, record_config, record_history, record_origin
 from pylxcore.transfer.ocispec import (
     ANNOTATION_CONTAINERD_NAME,
     ANNOTATION_LIMITS,
     ANNOTATION_REF_NAME,
     INDEX_TYPES,
+    MEDIA_LAYER_GZIP,
+    MEDIA_LAYER_TAR,
 )
-from pylxcore.transfer.unpack import LayerBlob, unpack_layer
+from pylxcore.transfer.unpack import LayerBlob, Unpacked, unpack_layer
 
 if TYPE_CHECKING:
     from pylxcore.engine import Engine
@@ -152,7 +156,13 @@ def _read_oci(source: Archive, wanted: str | None) -> Manifest:
     if len(layers) != len(diff_ids):
         raise StorageError(f"the manifest lists {len(layers)} layers, the config {len(diff_ids)} diff_ids")
     blobs = [
-        LayerBlob(blob_name(d.get("digest")), diff_id, d["digest"], d.get("size"))
+        LayerBlob(
+            blob_name(d.get("digest")),
+            diff_id,
+            d["digest"],
+            d.get("size"),
+            d.get("mediaType") if isinstance(d.get("mediaType"), str) else None,
+        )
         for d, diff_id in zip(layers, diff_ids)
     ]
     limits = (manifest.get("annotations") or {}).get(ANNOTATION_LIMITS)
@@ -225,28 +235,58 @@ def _tag_for(manifest: Manifest, wanted: str | None) -> str | None:
         ) from err
 
 
-def _import_layers(
-    store: Store, source: Archive, manifest: Manifest, keys: list[str], instructions: list[str]
-) -> None:
-    """Unpack and verify every layer the store lacks, then commit them. Raises StorageError.
+def layer_keys(diff_ids: Sequence[str]) -> list[str]:
+    """The store keys of a foreign image's layers, bottom first: each is
+    ``step_key(parent key, {"oci_diff_id": diff_id})``, so the same layers on
+    the same base are the same layers, whichever archive or registry they came from."""
+    keys: list[str] = []
+    for diff_id in diff_ids:
+        keys.append(step_key(keys[-1] if keys else None, {"oci_diff_id": diff_id}))
+    return keys
 
-    The caller holds ``lock("gc", shared=True)``. Nothing is committed unless
-    every layer checked out; the staging area goes either way.
+
+def origin_of(blob: LayerBlob, unpacked: Unpacked) -> LayerOrigin:
+    """The origin recorded for a layer unpacked from ``blob``: its digests and media type
+    (the descriptor's, else OCI's name for what the blob turned out to be)."""
+    media_type = blob.media_type or (MEDIA_LAYER_GZIP if unpacked.compressed else MEDIA_LAYER_TAR)
+    return LayerOrigin(blob.diff_id, unpacked.digest, media_type, unpacked.size)
+
+
+def import_layers(
+    store: Store,
+    blobs: Sequence[LayerBlob],
+    opener: Callable[[LayerBlob], IO[bytes]],
+    keys: Sequence[str],
+    instructions: Sequence[str],
+) -> None:
+    """Unpack and verify every layer the store lacks, then commit them, each
+    with its origin and its blob as it came. Raises StorageError.
+
+    ``opener(blob)`` opens a layer blob for reading. The caller holds
+    ``lock("gc", shared=True)``. Nothing is committed unless every layer
+    checked out; the staging area goes either way.
     """
     staging = store.staging_dir("import")
     try:
-        staged: list[tuple[int, Path]] = []
-        for i, (key, blob) in enumerate(zip(keys, manifest.layers)):
+        staged: list[tuple[int, Path, LayerOrigin]] = []
+        for i, (key, blob) in enumerate(zip(keys, blobs)):
             if store.has_layer(key):
                 continue
             fs = staging / str(i) / "fs"
             fs.mkdir(parents=True)
             os.chmod(fs, 0o755)
-            with source.open(blob.name) as fh:
-                unpack_layer(fh, blob, fs)
-            staged.append((i, fs))
-        for i, fs in staged:
-            store.commit_layer(keys[i], fs, parent=keys[i - 1] if i else None, instruction=instructions[i])
+            with opener(blob) as fh, open(staging / str(i) / "blob", "wb") as keep:
+                unpacked = unpack_layer(fh, blob, fs, keep=keep)
+            staged.append((i, fs, origin_of(blob, unpacked)))
+        for i, fs, origin in staged:
+            store.commit_layer(
+                keys[i],
+                fs,
+                parent=keys[i - 1] if i else None,
+                instruction=instructions[i],
+                origin=origin,
+                staged_blob=staging / str(i) / "blob",
+            )
     except OSError as err:
         raise StorageError(f"cannot import a layer into {store.root}: {err}", path=str(staging)) from err
     finally:
@@ -254,7 +294,32 @@ def _import_layers(
 
 
 def import_image(engine: Engine, path: Path, *, name: str | None) -> BuiltImage:
-    """Import the image at ``path`` and tag it; return it.
+    """Import the image at ``path`` and tag it; return it (see import_archive)."""
+    return import_archive(engine, path, name=name)[0]
+
+
+def import_stream(engine: Engine, stream: IO[bytes], *, name: str | None) -> tuple[BuiltImage, str | None]:
+    """Import an archive read from ``stream`` (a pipe: ``load`` from stdin); see import_archive.
+
+    The archive is spooled to the store's staging area first (a tar's index
+    is at no fixed place), so memory stays small whatever its size.
+    Raises what import_archive raises.
+    """
+    staging = engine.store.staging_dir("load")
+    try:
+        spooled = staging / "archive.tar"
+        try:
+            with open(spooled, "wb") as out:
+                shutil.copyfileobj(stream, out, CHUNK)
+        except OSError as err:
+            raise StorageError(f"cannot read the archive: {err}", path=str(spooled)) from err
+        return import_archive(engine, spooled, name=name)
+    finally:
+        rmtree(staging)
+
+
+def import_archive(engine: Engine, path: Path, *, name: str | None) -> tuple[BuiltImage, str | None]:
+    """Import the image at ``path`` and tag it; return it and the tag it got (None: untagged).
 
     ``path`` is an OCI image layout directory, an oci-archive tar, or a
     ``docker save`` archive (or its unpacked directory). ``name`` tags the
@@ -269,51 +334,69 @@ def import_image(engine: Engine, path: Path, *, name: str | None) -> BuiltImage:
     image is left in the store).
     """
     path = Path(path)
-    store = engine.store
     wanted = validate_image_ref(name) if name is not None else None
     source = open_archive(path)
     try:
-        manifest = read_manifest(source, path, wanted)
-        tag = _tag_for(manifest, wanted)
-        arch, _ = host_platform()
-        if manifest.config.get("architecture") not in (None, arch):
-            log(
-                "warning",
-                "image %s is for %s, this host is %s",
-                path,
-                manifest.config.get("architecture"),
-                arch,
-            )
-        if not manifest.layers:
-            raise StorageError(f"the image in {path} has no layers", path=str(path))
-        keys: list[str] = []
-        for blob in manifest.layers:
-            keys.append(step_key(keys[-1] if keys else None, {"oci_diff_id": blob.diff_id}))
-        history, instructions = record_history(manifest.config, keys)
-        config = record_config(manifest.config, manifest.limits)
-        image_id = "sha256:" + sha256_hex(canonical_json({"layers": keys, "config": config}))
-        record = {
-            "id": image_id,
-            "layers": keys,
-            "chain": keys[-1],
-            "config": config,
-            "history": history,
-            "base": "import",
-            "created": time.time(),
-        }
-        # Shared gc lock: prune cannot take layers this image stands on before its record
-        # exists, nor the image itself (maybe untagged) before it is returned.
-        with store.lock("gc", shared=True):
-            _import_layers(store, source, manifest, keys, instructions)
-            store.put_image(image_id, record)
-            if tag:
-                with store.lock("refs"):
-                    refs = store.read_refs()
-                    refs[tag] = image_id
-                    store.write_refs(refs)
-            return engine.images.get(image_id)
+        return import_source(engine, source, path, wanted)
     finally:
         source.close()
 
 
-__all__ = ["Manifest", "read_manifest", "import_image"]
+def import_source(
+    engine: Engine, source: Archive, path: Path, wanted: str | None
+) -> tuple[BuiltImage, str | None]:
+    """The body of import_archive for any Archive (a registry is one too: see
+    transfer.registry.pull); ``path`` names it in messages, ``wanted`` is the
+    validated tag. Raises as import_archive; the caller closes ``source``."""
+    store = engine.store
+    manifest = read_manifest(source, path, wanted)
+    tag = _tag_for(manifest, wanted)
+    arch, _ = host_platform()
+    if manifest.config.get("architecture") not in (None, arch):
+        log(
+            "warning",
+            "image %s is for %s, this host is %s",
+            path,
+            manifest.config.get("architecture"),
+            arch,
+        )
+    if not manifest.layers:
+        raise StorageError(f"the image in {path} has no layers", path=str(path))
+    keys = layer_keys([blob.diff_id for blob in manifest.layers])
+    history, instructions = record_history(manifest.config, keys)
+    config = record_config(manifest.config, manifest.limits)
+    image_id = "sha256:" + sha256_hex(canonical_json({"layers": keys, "config": config}))
+    record = ImageRecord(
+        id=image_id,
+        layers=tuple(keys),
+        chain=keys[-1],
+        config=config,
+        history=tuple(HistoryStep.from_json(h) for h in history),
+        base="import",
+        created=time.time(),
+        origin=record_origin(manifest.config),
+    )
+    # Shared gc lock: prune cannot take layers this image stands on before its record
+    # exists, nor the image itself (maybe untagged) before it is returned.
+    with store.lock("gc", shared=True):
+        import_layers(store, manifest.layers, lambda blob: source.open(blob.name), keys, instructions)
+        store.put_image(record)
+        if tag:
+            with store.lock("refs"):
+                refs = store.read_refs()
+                refs[tag] = image_id
+                store.write_refs(refs)
+        return engine.images.get(image_id), tag
+
+
+__all__ = [
+    "Manifest",
+    "read_manifest",
+    "layer_keys",
+    "origin_of",
+    "import_layers",
+    "import_image",
+    "import_archive",
+    "import_source",
+    "import_stream",
+]

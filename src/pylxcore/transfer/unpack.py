@@ -41,6 +41,16 @@ class LayerBlob:
     diff_id: str  # sha256 of the uncompressed tar
     digest: str | None  # sha256 of the blob as stored, when known
     size: int | None  # the blob's size, when known
+    media_type: str | None = None  # the descriptor's, when the format gives one
+
+
+@attrs.frozen
+class Unpacked:
+    """What unpacking a layer blob learned about it: the blob's digest, size and compression."""
+
+    digest: str
+    size: int
+    compressed: bool  # gzip, else a plain tar
 
 
 def clean_relpath(name: str, what: str) -> str:
@@ -229,16 +239,20 @@ def _extract_member(
     os.utime(target, (member.mtime, member.mtime), follow_symlinks=False)
 
 
-def unpack_layer(fh: IO[bytes], blob: LayerBlob, fs: Path) -> None:
+def unpack_layer(fh: IO[bytes], blob: LayerBlob, fs: Path, *, keep: IO[bytes] | None = None) -> Unpacked:
     """Unpack the layer blob read from ``fh`` into the empty directory ``fs``; verify its digests.
 
+    ``keep``, a file open for writing, gets a copy of the blob's bytes as
+    they are read (an import keeps the blob, to give the same one back).
     Raises StorageError (corrupt blob, digest mismatch, path tricks, or an
     OSError while writing).
     """
     dirs: list[tuple[Path, int]] = []
     try:
-        raw = HashingReader(fh)
-        plain = HashingReader(_decompressed(raw, blob.name))
+        raw = HashingReader(fh, copy_to=keep)
+        stream = _decompressed(raw, blob.name)
+        compressed = isinstance(stream, gzip.GzipFile)
+        plain = HashingReader(stream)
         with tarfile.open(fileobj=plain, mode="r|") as tar:
             for member in tar:
                 _extract_member(tar, member, fs, dirs)
@@ -265,6 +279,7 @@ def unpack_layer(fh: IO[bytes], blob: LayerBlob, fs: Path) -> None:
     # Last, deepest first: creating the entries inside a directory changed its mtime.
     for directory, mtime in reversed(dirs):
         os.utime(directory, (mtime, mtime), follow_symlinks=False)
+    return Unpacked(raw.digest, raw.size, compressed)
 
 
-__all__ = ["LayerBlob", "OPAQUE_XATTR", "clean_relpath", "unpack_layer"]
+__all__ = ["LayerBlob", "OPAQUE_XATTR", "Unpacked", "clean_relpath", "unpack_layer"]
