@@ -16,6 +16,9 @@ __all__ = ["split_image_ref", "validate_container_name", "validate_image_ref"]
 # Strings for re.fullmatch, whose cache compiles each on first use (see sizes.py).
 _NAME_COMPONENT = r"[a-z0-9]+(?:[._-][a-z0-9]+)*"
 _IMAGE_NAME_RE = rf"{_NAME_COMPONENT}(?:/{_NAME_COMPONENT})*"
+# A registry host (Docker's domain rule): dot-separated labels, an optional port.
+_DOMAIN_LABEL = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
+_DOMAIN_RE = rf"{_DOMAIN_LABEL}(?:\.{_DOMAIN_LABEL})*(?::[0-9]{{1,5}})?"
 _TAG_RE = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
 _CONTAINER_NAME_RE = r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}"
 _MAX_REF = 128
@@ -35,13 +38,25 @@ def split_image_ref(ref: str) -> tuple[str, str]:
         " in '/'-separated components, and a tag of letters, digits, '_', '.', '-'"
         f" (not starting with '.' or '-'); at most {_MAX_REF} characters with the tag"
     )
-    if ref.count(":") > 1:
-        raise SpecError(f"invalid image reference {ref!r}: more than one ':'; {allowed}", key="name")
-    name, colon, tag = ref.partition(":")
+    # A registry host may lead, as in Docker: "localhost:5000/team/web:1.0". The
+    # tag is what follows the last ':' after the last '/'.
+    slash = ref.rfind("/")
+    colon_at = ref.rfind(":")
+    name, colon, tag = (ref[:colon_at], ":", ref[colon_at + 1 :]) if colon_at > slash else (ref, "", "")
     if colon and not tag:
         raise SpecError(f"invalid image reference {ref!r}: empty tag after ':'; {allowed}", key="name")
     tag = tag or "latest"
-    if not re.fullmatch(_IMAGE_NAME_RE, name):
+    host, _, path = name.partition("/")
+    if path and ("." in host or ":" in host or host == "localhost"):
+        if not re.fullmatch(_DOMAIN_RE, host):
+            raise SpecError(
+                f"invalid image reference {ref!r}: bad registry host {host!r}; {allowed}", key="name"
+            )
+    elif ":" in name:
+        raise SpecError(f"invalid image reference {ref!r}: more than one ':'; {allowed}", key="name")
+    else:
+        path = name
+    if not re.fullmatch(_IMAGE_NAME_RE, path):
         raise SpecError(f"invalid image reference {ref!r}: bad name {name!r}; {allowed}", key="name")
     # ".." inside a tag is legal for Docker, but names and tags become file
     # names in the store: refusing it outright keeps any ".." out of paths.
