@@ -206,6 +206,8 @@ def base_key(base: str, reads: Reads | None = None) -> str:
     if base == "busybox":
         path = busybox_path(reads)
         ident: dict[str, object] = {"base": "busybox", "busybox": _file_sha256(path, reads)}
+    elif base == "scratch":
+        ident = {"base": "scratch"}
     elif kind == "debian":
         if reads is not None:
             reads.refuse("a debian: base's key asks dpkg for the architecture: only a build can")
@@ -239,6 +241,8 @@ def materialize(base: str, dest: Path, log: Log) -> None:
     kind, _, arg = base.partition(":")
     if base == "busybox":
         _busybox(dest)
+    elif base == "scratch":
+        pass  # an empty root: the first layer is the Dockerfile's
     elif kind == "debian":
         _debootstrap(arg, dest, log)
     elif kind == "dir":
@@ -248,28 +252,35 @@ def materialize(base: str, dest: Path, log: Log) -> None:
 
         if arg.endswith(".zst") and shutil.which("zstd") is None:
             raise BuildError(f"base {base!r} needs the zstd tool (apt-get install zstd)")
-        # GNU tar recognizes the compression from the archive's first bytes.
-        # Every xattr but the dropped ones: GNU tar applies the excludes after
-        # the include, and never writes what they match.
-        _run(
-            [
-                "tar",
-                "-x",
-                "-p",
-                "--numeric-owner",
-                "--xattrs",
-                "--xattrs-include=*",
-                *[f"--xattrs-exclude={pattern}" for pattern in _DROPPED_XATTRS],
-                "-f",
-                arg,
-                "-C",
-                str(dest),
-            ],
-            f"extraction of {arg}",
-            log,
-        )
+        extract_tar(arg, dest, log)
     else:
         raise BuildError(f"unknown base {base!r}")
+
+
+def extract_tar(archive: str, dest: Path, log: Log) -> None:
+    """Unpack the tar ``archive`` (plain or compressed) into the empty folder
+    ``dest``, owners, modes and xattrs kept (a ``tar:`` base, a Dockerfile's
+    ``ADD``). Raises BuildError with tar's complaint."""
+    # GNU tar recognizes the compression from the archive's first bytes.
+    # Every xattr but the dropped ones: GNU tar applies the excludes after
+    # the include, and never writes what they match.
+    _run(
+        [
+            "tar",
+            "-x",
+            "-p",
+            "--numeric-owner",
+            "--xattrs",
+            "--xattrs-include=*",
+            *[f"--xattrs-exclude={pattern}" for pattern in _DROPPED_XATTRS],
+            "-f",
+            archive,
+            "-C",
+            str(dest),
+        ],
+        f"extraction of {archive}",
+        log,
+    )
 
 
 def _run(argv: list[str], what: str, log: Log) -> None:

@@ -19,16 +19,17 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 import attrs
 
 from pylxcore.build import bases
-from pylxcore.build.copy import copy_digest, copy_into
+from pylxcore.build.copy import copy_digest, copy_into, ignore_skip
 from pylxcore.build.progress import BuildEvent, Progress, emitter
 from pylxcore.build.recorder import reads_for_build
-from pylxcore.errors import BuildError, ImageNotFound, StorageError
+from pylxcore.errors import BuildError, ImageNotFound, SpecError, StorageError
 from pylxcore.runtime import liblxc
 from pylxcore.runtime.limits import host_layout
 from pylxcore.runtime.lxcconfig import RunConfig, render, split_env
 from pylxcore.runtime.rootfs import LayerStack, overlay_spec
 from pylxcore.spec import Image, Layer
 from pylxcore.store import Store, canonical_json, disk_full, rmtree, sha256_hex
+from pylxcore.store.records import HistoryStep, ImageRecord
 
 if TYPE_CHECKING:
     from pylxcore.build.recorder import Reads
@@ -69,7 +70,7 @@ class Builder:
         context: str | os.PathLike[str] | None = None,
         no_cache: bool = False,
         progress: Progress = None,
-    ) -> tuple[str, dict[str, Any], list[StepResult]]:
+    ) -> tuple[str, ImageRecord, list[StepResult]]:
         """Build every step; return (image id, image record, per-step results).
 
         Raises BuildError for a failing step, SpecError for a copy source that
@@ -87,15 +88,15 @@ class Builder:
         # images and containers that use them, and prune reclaims them later.
         salt = os.urandom(8).hex() if no_cache else None
         results: list[StepResult] = []
-        history: list[dict[str, Any]] = []
+        history: list[HistoryStep] = []
 
         # -- the base ------------------------------------------------------------
         t0 = time.monotonic()
         base_instruction = f"FROM {image.base}"
         if image.base.startswith("image:"):
             parent_rec = self._base_image(image.base[len("image:") :], reads)
-            layer_keys = list(parent_rec["layers"])
-            key = parent_rec["chain"]
+            layer_keys = list(parent_rec.layers)
+            key = parent_rec.chain
             emit(BuildEvent("step", 0, total, base_instruction, cached=True))
             results.append(StepResult(0, base_instruction, key, 0, True, 0.0, False))
         else:
@@ -121,7 +122,7 @@ class Builder:
             secs = time.monotonic() - t0
             results.append(StepResult(0, base_instruction, key, rec.size, cached, secs, True))
             emit(BuildEvent("step_done", 0, total, base_instruction, cached=cached, seconds=secs))
-        history.append({"instruction": base_instruction, "key": key})
+        history.append(HistoryStep(base_instruction, key))
 
         # -- the layers ------------------------------------------------------------
         env: dict[str, str] = dict(image.env)
@@ -139,10 +140,16 @@ class Builder:
             elif layer.kind == "run":
                 ident["env"] = env
                 ident["workdir"] = workdir
+            elif layer.kind == "copy" and layer.stage is not None:
+                # COPY --from: the stage's chain key names its files; they are read only to copy.
+                stage_out = lambda line, i=index: emit(BuildEvent("output", i, total, line=line))  # noqa: E731
+                stage_layers = self._stage_layers(index, layer, ctx, no_cache, stage_out)
+                ident["content"] = {"stage": stage_layers[-1], "src": layer.src}
             elif layer.kind == "copy":
+                stage_layers = []
                 ident["content"] = self._copy_digest(index, layer, ctx, reads)
             key = step_key(key, ident)
-            history.append({"instruction": instruction, "key": key})
+            history.append(HistoryStep(instruction, key))
             if layer.kind in ("env", "workdir"):
                 emit(BuildEvent("step", index, total, instruction, cached=True))
                 results.append(StepResult(index, instruction, key, 0, True, 0.0, False))
@@ -157,7 +164,9 @@ class Builder:
                         if layer.kind == "run":
                             staged = self._run_step(index, layer, layer_keys, env, workdir, out)
                         else:
-                            staged = self._copy_step(index, layer, layer_keys, ctx, ident["content"])
+                            staged = self._copy_step(
+                                index, layer, layer_keys, ctx, ident["content"], stage_layers
+                            )
                         try:
                             self.store.commit_layer(
                                 key, staged / "fs", parent=layer_keys[-1], instruction=instruction
@@ -178,16 +187,25 @@ class Builder:
             "labels": dict(image.labels),
             "limits": image.limits.to_dict(),
         }
-        image_id = "sha256:" + sha256_hex(canonical_json({"layers": layer_keys, "config": config}))
-        record = {
-            "id": image_id,
-            "layers": layer_keys,
-            "chain": key,
-            "config": config,
-            "history": history,
-            "base": image.base,
-            "created": time.time(),
+        # The rest of Docker's config, only when set: images without them keep their ids.
+        extra = {
+            "entrypoint": list(image.entrypoint) if image.entrypoint is not None else None,
+            "exposed_ports": list(image.exposed_ports),
+            "volumes": list(image.volumes),
+            "stop_signal": image.stop_signal,
+            "healthcheck": image.healthcheck.to_dict() if image.healthcheck is not None else None,
         }
+        config.update({k: v for k, v in extra.items() if v})
+        image_id = "sha256:" + sha256_hex(canonical_json({"layers": layer_keys, "config": config}))
+        record = ImageRecord(
+            id=image_id,
+            layers=tuple(layer_keys),
+            chain=key,
+            config=config,
+            history=tuple(history),
+            base=image.base,
+            created=time.time(),
+        )
         if reads is not None:
             reads.image_id = image_id
         return image_id, record, results
@@ -200,7 +218,7 @@ class Builder:
             reads.exists(str(self.store.layer_dir(key) / "meta.json"), cached)
         return cached
 
-    def _base_image(self, ref: str, reads: Reads | None) -> dict[str, Any]:
+    def _base_image(self, ref: str, reads: Reads | None) -> ImageRecord:
         """The record of the image an ``image:`` base names; ``reads`` learns the ref and the record."""
         from pylxcore.spec import validate_image_ref
 
@@ -220,7 +238,7 @@ class Builder:
             raise ImageNotFound(f"base image {name!r} is not built in this store", name=name)
         if reads is not None and st is not None:
             reads.ref(name, image_id)
-            reads.saw_json(str(path), st, record)
+            reads.saw_json(str(path), st, record.to_json())
         return record
 
     # -- steps ---------------------------------------------------------------
@@ -266,7 +284,10 @@ class Builder:
             (staged / "fs").mkdir()
             (staged / name).mkdir()
             lowers = [self.store.short_path(k) for k in reversed(parents)]
+            uid, gid = self._owner(index, layer, layer.user, parents)
             cfg = RunConfig(
+                uid=uid,
+                gid=gid,
                 name=name,
                 rootfs=overlay_spec(lowers, staged / "fs"),
                 cgroup_dir=f"pylxcore-{self.store.root_id}-{name}",
@@ -314,21 +335,96 @@ class Builder:
             rmtree(staged)
             raise
 
+    def _owner(self, index: int, layer: Layer, user: str, parents: Sequence[str]) -> tuple[int, int]:
+        """uid and gid of a step's ``user`` (a run step's user, a copy's owner) in the image so far."""
+        if not user:
+            return 0, 0
+        from pylxcore.runtime.users import lookup_user  # (only Dockerfile steps name users)
+
+        stack = LayerStack([self.store.layer_dir(k) / "fs" for k in reversed(parents)])
+        try:
+            return lookup_user(stack, user)
+        except SpecError as err:
+            raise BuildError(err.reason, step=index, instruction=layer.instruction()) from None
+
     def _copy_digest(self, index: int, layer: Layer, ctx: Path, reads: Reads | None) -> str:
         with self._copy_errors(index, layer):
-            return copy_digest(ctx, layer.src, key=f"layers[{index - 1}].copy.src", reads=reads)
+            return copy_digest(
+                ctx,
+                layer.src,
+                key=f"layers[{index - 1}].copy.src",
+                reads=reads,
+                skip=ignore_skip(layer.src, layer.exclude),
+            )
 
-    def _copy_step(self, index: int, layer: Layer, parents: Sequence[str], ctx: Path, digest: str) -> Path:
+    def _stage_layers(
+        self, index: int, layer: Layer, ctx: Path, no_cache: bool, out: Callable[[str], None]
+    ) -> list[str]:
+        """The layer keys of a copy's ``stage`` image, built (from cache when it
+        can be) first, then its chain key (which names all it holds). ``out``
+        shows the stage's steps and output as lines of this step."""
+        assert layer.stage is not None
+
+        def shown(ev: BuildEvent) -> None:
+            if ev.kind == "step":
+                out(f"[--from] {ev.instruction}" + ("  [CACHED]" if ev.cached else ""))
+            elif ev.kind == "output":
+                out(f"[--from] {ev.line}")
+
+        try:
+            _, record, _ = self.build(layer.stage, context=ctx, no_cache=no_cache, progress=shown)
+        except BuildError as err:
+            raise BuildError(
+                f"the stage it copies from failed: {err}",
+                step=index,
+                instruction=layer.instruction(),
+                exit_code=err.exit_code,
+                output_tail=err.output_tail,
+            ) from err
+        return [*record.layers, record.chain]
+
+    def _copy_step(
+        self,
+        index: int,
+        layer: Layer,
+        parents: Sequence[str],
+        ctx: Path,
+        digest: object,
+        stage_layers: list[str],
+    ) -> Path:
         """Copy into a staging dir and return it; ``digest`` is what the step's
-        cache key was computed from, and what is copied must match it."""
+        cache key was computed from, and what is copied must match it. With
+        ``stage_layers`` (COPY --from), the source is those layers' files."""
         staged = self.store.staging_dir("copy")
         try:
             with self._copy_errors(index, layer):
                 fs = staged / "fs"
                 fs.mkdir()
+                src = layer.src
+                owner: tuple[int, int] | None = self._owner(index, layer, layer.owner, parents)
+                if stage_layers:
+                    from pylxcore.build.fromstage import materialize_source
+
+                    ctx = staged / "from"
+                    ctx.mkdir()
+                    trees = [self.store.layer_dir(k) / "fs" for k in stage_layers[:-1]]
+                    src = materialize_source(trees, layer.src, ctx)
+                elif layer.extract:
+                    from pylxcore.spec import resolve_copy_source
+
+                    archive = resolve_copy_source(ctx, layer.src)
+                    ctx, src, owner = staged / "from", ".", None  # the archive's owners are kept
+                    ctx.mkdir()
+                    bases.extract_tar(str(archive), ctx, lambda line: None)
                 stack = LayerStack([self.store.layer_dir(k) / "fs" for k in reversed(parents)])
                 key = f"layers[{index - 1}].copy.src"
-                copied = copy_into(ctx, layer.src, key, layer.dest, fs, stack, layer.mode)
+                # .dockerignore is the context's: not for a stage's files or an archive's.
+                own_files = src == layer.src and not layer.extract
+                skip = ignore_skip(layer.src, layer.exclude) if own_files else None
+                copied = copy_into(ctx, src, key, layer.dest, fs, stack, layer.mode, owner=owner, skip=skip)
+                if stage_layers or layer.extract:
+                    rmtree(ctx)  # what was copied is what the key names: the stage's, the archive's
+                    return staged
             if copied != digest:
                 raise BuildError(
                     f"{layer.src!r} changed while it was being copied: it is not what the cache key was"

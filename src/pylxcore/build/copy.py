@@ -18,7 +18,7 @@ import os
 import stat
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Generator, Iterator
+from typing import TYPE_CHECKING, Callable, Generator, Iterator
 
 import attrs
 
@@ -30,6 +30,10 @@ from pylxcore.store import sha256_hex
 
 if TYPE_CHECKING:
     from pylxcore.build.recorder import Reads
+
+# Whether the walk leaves out the entry at this path under the copy source
+# (a directory's subtree with it): (path, is a directory) -> bool.
+Skip = Callable[[str, bool], bool]
 
 # O_NONBLOCK and O_NOCTTY: the fd must be the inode an lstat just saw as a
 # regular file; should it be swapped for a fifo or a tty meanwhile, the open
@@ -119,7 +123,7 @@ def _opened_source(
             os.close(fd)
 
 
-def _walk(top: _Entry, base: str, key: str) -> Generator[_Entry, None, None]:
+def _walk(top: _Entry, base: str, key: str, skip: Skip | None = None) -> Generator[_Entry, None, None]:
     """``top``, then for a directory everything under it: depth first, names
     sorted, each entry opened relative to its parent's fd by ``_open_at``.
 
@@ -127,7 +131,7 @@ def _walk(top: _Entry, base: str, key: str) -> Generator[_Entry, None, None]:
     until its subtree is done; the caller owns ``top.fd``. ``base`` is the
     real path of ``top``, for error messages. Use it under contextlib.closing
     so that a consumer's error closes the fds at once. A directory's entry
-    carries the names it was listed with.
+    carries the names it was listed with. ``skip`` leaves entries out (.dockerignore).
     """
     if not stat.S_ISDIR(top.st.st_mode):
         yield top
@@ -148,6 +152,10 @@ def _walk(top: _Entry, base: str, key: str) -> Generator[_Entry, None, None]:
             name = names.pop()
             rel = f"{parent.rel}/{name}" if parent.rel else name
             fd, st, target = _open_at(parent.fd, name, os.path.join(base, rel), key)
+            if skip is not None and skip(rel, target is None and stat.S_ISDIR(st.st_mode)):
+                if fd >= 0:
+                    os.close(fd)
+                continue
             if target is None and stat.S_ISDIR(st.st_mode):
                 try:
                     children = sorted(os.listdir(fd))
@@ -224,10 +232,13 @@ def _content_sha256(entry: _Entry) -> str:
     return digest
 
 
-def copy_digest(context: Path, src: str, *, key: str = "copy.src", reads: Reads | None = None) -> str:
+def copy_digest(
+    context: Path, src: str, *, key: str = "copy.src", reads: Reads | None = None, skip: Skip | None = None
+) -> str:
     """The digest of what a copy of ``src`` from ``context`` copies; the same
     as the copy returns when the source did not change meanwhile. ``reads``
-    learns every path resolved and every entry read, as it was read.
+    learns every path resolved and every entry read, as it was read; what
+    ``skip`` leaves out is neither read nor copied.
 
     Raises SpecError (with ``key``) for a source resolve_copy_source refuses,
     a special file (fifo, socket, device), or a source that changes while read.
@@ -235,7 +246,7 @@ def copy_digest(context: Path, src: str, *, key: str = "copy.src", reads: Reads 
     digest = _Digest()
     with (
         _opened_source(context, src, key, reads) as (top, base),
-        contextlib.closing(_walk(top, base, key)) as entries,
+        contextlib.closing(_walk(top, base, key, skip)) as entries,
     ):
         for entry in entries:
             content = _content_sha256(entry)
@@ -258,17 +269,22 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _copy_entry(entry: _Entry, dir_fd: int, name: str, mode: int | None) -> tuple[str, int | None]:
+def _copy_entry(
+    entry: _Entry, dir_fd: int, name: str, mode: int | None, owner: tuple[int, int] | None = (0, 0)
+) -> tuple[str, int | None]:
     """Create ``name`` in the layer directory ``dir_fd`` as a copy of ``entry``,
-    owned by root. Returns what the digest records for it (the sha256 of the
-    bytes actually written) and, for a directory, the fd of the new one."""
+    owned by ``owner`` (uid, gid; None: the source's own). Returns what the
+    digest records for it (the sha256 of the bytes actually written) and, for
+    a directory, the fd of the new one."""
+    if owner is None:
+        owner = (entry.st.st_uid, entry.st.st_gid)
     if entry.target is not None:
         os.symlink(entry.target, name, dir_fd=dir_fd)
-        os.chown(name, 0, 0, dir_fd=dir_fd, follow_symlinks=False)
+        os.chown(name, *owner, dir_fd=dir_fd, follow_symlinks=False)
         return _content_sha256(entry), None
     perms = mode if mode is not None else stat.S_IMODE(entry.st.st_mode)
     if stat.S_ISDIR(entry.st.st_mode):
-        return _content_sha256(entry), make_dir(dir_fd, name, 0, 0, perms)
+        return _content_sha256(entry), make_dir(dir_fd, name, *owner, perms)
     import hashlib  # (deferred: 4 ms of every import pylxcore)
 
     h = hashlib.sha256()
@@ -280,7 +296,7 @@ def _copy_entry(entry: _Entry, dir_fd: int, name: str, mode: int | None) -> tupl
         while chunk := os.read(entry.fd, 1 << 20):
             h.update(chunk)
             _write_all(out, chunk)
-        os.fchown(out, 0, 0)
+        os.fchown(out, *owner)
         os.fchmod(out, perms)
         os.utime(out, ns=(entry.st.st_atime_ns, entry.st.st_mtime_ns))
     finally:
@@ -289,7 +305,16 @@ def _copy_entry(entry: _Entry, dir_fd: int, name: str, mode: int | None) -> tupl
 
 
 def copy_into(
-    context: Path, src: str, key: str, dest: str, fs: Path, stack: LayerStack, mode: int | None
+    context: Path,
+    src: str,
+    key: str,
+    dest: str,
+    fs: Path,
+    stack: LayerStack,
+    mode: int | None,
+    *,
+    owner: tuple[int, int] | None = (0, 0),
+    skip: Skip | None = None,
 ) -> str:
     """Docker COPY semantics of ``src`` (in ``context``) into the fresh layer
     ``fs`` over ``stack``; returns the digest of what was copied.
@@ -297,24 +322,25 @@ def copy_into(
     A directory source copies its contents into ``dest``; a file source lands
     at ``dest``, or inside it when ``dest`` ends with "/" or is a directory in
     the image. Symlinks in ``dest`` resolve inside the image, never the host;
-    symlinks in the source are copied as symlinks.
+    symlinks in the source are copied as symlinks. What is copied is owned
+    by ``owner`` (uid, gid; None keeps the source's); what ``skip`` says is left out.
     """
     digest = _Digest()
     with (
         _opened_source(context, src, key) as (top, base),
-        contextlib.closing(_walk(top, base, key)) as entries,
+        contextlib.closing(_walk(top, base, key, skip)) as entries,
     ):
         next(entries)  # top itself
         if stat.S_ISDIR(top.st.st_mode):
             # dirs[d - 1] is the layer directory the source's entries at depth d go into.
-            dirs = [open_dirs(fs, stack, stack.resolve(dest, follow_last=True))]
+            dirs = [open_dirs(fs, stack, stack.resolve(dest, follow_last=True), owner=owner or (0, 0))]
             try:
                 if mode is not None:
                     os.fchmod(dirs[0], mode)
                 for entry in entries:
                     while len(dirs) > entry.depth:
                         os.close(dirs.pop())
-                    content, made = _copy_entry(entry, dirs[-1], os.path.basename(entry.rel), mode)
+                    content, made = _copy_entry(entry, dirs[-1], os.path.basename(entry.rel), mode, owner)
                     digest.add(entry, content)
                     if made is not None:
                         dirs.append(made)
@@ -331,13 +357,31 @@ def copy_into(
             parent, name = os.path.dirname(resolved), os.path.basename(resolved)
         if not name:
             raise SpecError(f"copy destination {dest!r} names no file", key="copy.dest")
-        parent_fd = open_dirs(fs, stack, parent)
+        parent_fd = open_dirs(fs, stack, parent, owner=owner or (0, 0))
         try:
-            content, _ = _copy_entry(top, parent_fd, name, mode)
+            content, _ = _copy_entry(top, parent_fd, name, mode, owner)
         finally:
             os.close(parent_fd)
         digest.add(top, content)
         return digest.hexdigest()
 
 
-__all__ = ["copy_digest", "copy_into"]
+def ignore_skip(src: str, patterns: tuple[str, ...]) -> Skip | None:
+    """What ``.dockerignore`` ``patterns`` (relative to the context) leave out of the copy source ``src``."""
+    if not patterns:
+        return None
+    import posixpath
+
+    from pylxcore.spec.dockerignore import IgnoreRules
+
+    rules = IgnoreRules(patterns)
+
+    def skip(rel: str, is_dir: bool) -> bool:
+        path = posixpath.join(src, rel)
+        # An ignored folder is still walked when a "!" pattern may bring back something in it.
+        return rules.ignored(path) and not (is_dir and rules.may_keep_under(path))
+
+    return skip
+
+
+__all__ = ["copy_digest", "copy_into", "ignore_skip"]

@@ -163,7 +163,7 @@ class Session:
         self.hint = record.store_hint(argv, environ, cwd)
         self.reads: Reads | None = None
         self.builds = 0
-        self.spec: tuple[str, Image] | None = None
+        self.spec: tuple[str, Image, Callable[[], Image] | None, Sequence[str]] | None = None
         self._out: _Tee | None = None
         self._err: _Tee | None = None
         self._token: contextvars.Token[Session | None] | None = None
@@ -191,14 +191,13 @@ class Session:
             document = self._document(code)
             if document is None:
                 return None
-            import json
             from pathlib import Path
 
             from pylxcore.store import atomic_write, make_private_dir
 
             path = Path(record.record_file(self.hint, self.invocation))
             make_private_dir(path.parent)
-            atomic_write(path, json.dumps(document))
+            atomic_write(path, record.dumps(document))
             return path
         except Exception:  # noqa: BLE001  (a shortcut that failed is no error)
             return None
@@ -238,8 +237,14 @@ class Session:
         )
 
     @staticmethod
-    def _note_spec_file(reads: Reads, path: str, image: Image) -> bool:
-        """The YAML: vouched for only by bytes that say exactly the image built."""
+    def _note_spec_file(
+        reads: Reads, path: str, image: Image, reload: Callable[[], Image] | None, inputs: Sequence[str]
+    ) -> bool:
+        """The YAML (or the Dockerfile, which ``reload`` reads again, and the
+        other ``inputs`` it read): vouched for only by bytes that say exactly
+        the image built."""
+        import hashlib  # (deferred: 3 ms of every import pylxcore)
+
         from pylxcore.errors import SpecError
         from pylxcore.spec import Image
 
@@ -247,15 +252,29 @@ class Session:
         st = os.stat(path)
         with open(path, "rb") as fh:
             data = fh.read()
+        facts: list[tuple[str, os.stat_result, bytes] | str] = []
+        for extra in inputs:
+            if extra.startswith("glob:"):
+                return False  # a wildcard's matches are a listing no fact here keeps
+            try:
+                extra_st = os.stat(extra)
+                with open(extra, "rb") as fh:
+                    facts.append((extra, extra_st, fh.read()))
+            except FileNotFoundError:
+                facts.append(extra)
         try:
-            if Image.from_yaml(data.decode("utf-8")) != image:
+            again = reload() if reload is not None else Image.from_yaml(data.decode("utf-8"))
+            if again != image:
                 return False
         except (SpecError, UnicodeDecodeError):
             return False
-        import hashlib  # (deferred: 3 ms of every import pylxcore)
-
         reads.resolved(path, real)
         reads.saw(path, st, follow=True, sha256=hashlib.sha256(data).hexdigest())
+        for fact in facts:
+            if isinstance(fact, str):
+                reads.exists(fact, False)
+            else:
+                reads.saw(fact[0], fact[1], follow=True, sha256=hashlib.sha256(fact[2]).hexdigest())
         return True
 
 
@@ -272,11 +291,15 @@ def reads_for_build(store: Store, *, no_cache: bool) -> Reads | None:
     return session.reads
 
 
-def note_spec(path: str, image: Image) -> None:
-    """For the ``build`` command: the YAML file ``path`` it loaded as ``image``."""
+def note_spec(
+    path: str, image: Image, *, reload: Callable[[], Image] | None = None, inputs: Sequence[str] = ()
+) -> None:
+    """For the ``build`` command: the YAML file ``path`` it loaded as ``image``;
+    for a Dockerfile, ``reload`` reads it again (as the command did) and
+    ``inputs`` are the other files it read (a missing one counts too)."""
     session = _SESSION.get()
     if session is not None:
-        session.spec = (path, image)
+        session.spec = (path, image, reload, tuple(inputs))
 
 
 __all__ = ["Reads", "Session", "reads_for_build", "note_spec"]

@@ -13,12 +13,13 @@ import os
 import posixpath
 import stat
 from pathlib import Path
-from typing import Sequence
+from typing import Collection, Iterator, Sequence
 
 from pylxcore.errors import SpecError, StorageError
 
 # One mount's options must fit one page; keep a margin for the rest of them.
 _MOUNT_OPTIONS_MAX = 4096 - 64
+MOUNT_OPTIONS_MAX = _MOUNT_OPTIONS_MAX  # (for the other mounts of layers: runtime.archive)
 _FORBIDDEN_IN_PATHS = (":", ",", "\n", " ")
 _MAX_SYMLINKS = 40
 
@@ -158,12 +159,20 @@ def make_dir(dir_fd: int, name: str, uid: int, gid: int, perms: int) -> int:
     return fd
 
 
-def open_dirs(top: Path, stack: LayerStack, path: str, *, shift: tuple[int, int] = (0, 0)) -> int:
+def open_dirs(
+    top: Path,
+    stack: LayerStack,
+    path: str,
+    *,
+    shift: tuple[int, int] = (0, 0),
+    owner: tuple[int, int] = (0, 0),
+) -> int:
     """Open ``path`` (resolved, absolute) as a directory in the layer ``top``
     above ``stack`` and return its fd. Missing directories are created with
     the owner and mode the lower layers already give them, so that the new
     layer does not change them (e.g. /tmp stays 1777); ``shift`` is added to
-    owners (a ``userns`` container's writable layer holds host ids). Each
+    owners (a ``userns`` container's writable layer holds host ids); ``owner``
+    owns the directories the image does not have (a ``COPY --chown``'s). Each
     component is opened relative to its parent with O_NOFOLLOW: nothing is
     ever written outside ``top``. Raises OSError (e.g. NotADirectoryError)."""
     fd = os.open(top, DIR_FLAGS)
@@ -173,7 +182,7 @@ def open_dirs(top: Path, stack: LayerStack, path: str, *, shift: tuple[int, int]
             try:
                 child = os.open(comp, DIR_FLAGS, dir_fd=fd)
             except FileNotFoundError:
-                uid, gid, perms = 0, 0, 0o755
+                uid, gid, perms = *owner, 0o755
                 lower = stack.lookup("/" + "/".join(parts[: i + 1]))
                 if lower is not None:
                     st = os.lstat(lower)
@@ -227,3 +236,50 @@ def make_target(
             f"{path!r} leads through {parent!r}, which in the container is not a directory", key=key
         ) from err
     return resolved
+
+
+def merged_entries(
+    layers: Sequence[Path], *, skip: Collection[str] = ()
+) -> Iterator[tuple[str, Path, os.stat_result]]:
+    """Walk the merged tree of ``layers`` (bottom first) as overlayfs shows it.
+
+    Yields ``(relative path, the real path in the layer that provides it, its
+    lstat)`` in sorted pre-order (a directory before its contents), without the
+    root itself and without whiteouts. Paths in ``skip`` (relative, e.g.
+    "etc/hostname") are left out, with what is below them.
+    """
+    top_first = [Path(p) for p in reversed(layers)]
+
+    def walk(rel: str, candidates: list[Path]) -> Iterator[tuple[str, Path, os.stat_result]]:
+        children: dict[str, tuple[int, Path, os.stat_result]] = {}
+        hidden: set[str] = set()
+        used: list[Path] = []  # the layers that contribute to this directory, top first
+        for layer in candidates:
+            here = layer / rel if rel else layer
+            try:
+                st = os.lstat(here)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            if not stat.S_ISDIR(st.st_mode):
+                break  # a file or whiteout here hides this directory in every lower layer
+            used.append(layer)
+            for name in os.listdir(here):
+                if name in children or name in hidden:
+                    continue
+                child_st = os.lstat(here / name)
+                if is_whiteout(child_st):
+                    hidden.add(name)
+                    continue
+                children[name] = (len(used) - 1, here / name, child_st)
+            if rel and is_opaque(here):
+                break
+        for name in sorted(children, key=os.fsencode):
+            index, real, st = children[name]
+            child_rel = f"{rel}/{name}" if rel else name
+            if child_rel in skip:
+                continue
+            yield child_rel, real, st
+            if stat.S_ISDIR(st.st_mode):
+                yield from walk(child_rel, used[index:])
+
+    yield from walk("", top_first)

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import attrs
 
 import pylxcore.spec.validate as validate
 from pylxcore.errors import SpecError
+
+if TYPE_CHECKING:
+    from pylxcore.spec.image import Image
 
 __all__ = ["LAYER_KINDS", "NETWORKS", "Layer"]
 
@@ -20,6 +24,12 @@ def _convert_env_pairs(value: object) -> tuple[tuple[str, str], ...]:
     # Sorted so that the same variables in another order are the same step
     # (same cache key): an ENV step sets them all at once.
     return tuple(sorted(validate.env(value).items()))
+
+
+def _convert_exclude(value: object) -> tuple[str, ...]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list)):
+        raise SpecError(f"expected a list of patterns, got {validate.type_name(value)}", key="copy.exclude")
+    return tuple(value)
 
 
 def _convert_script(value: object) -> str:
@@ -87,6 +97,21 @@ class Layer:
     mode: int | None = attrs.field(default=None, converter=_convert_mode)
     env_pairs: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_convert_env_pairs)
     path: str = ""
+    # Dockerfile steps (spec/dockerfile.py): the user a run step runs as and
+    # the owner of what a copy makes ("" = root, as the YAML form has it),
+    # and the .dockerignore patterns a copy leaves out. In the cache key only
+    # when set, so that YAML images keep their keys.
+    user: str = ""
+    owner: str = ""
+    exclude: tuple[str, ...] = attrs.field(default=(), converter=_convert_exclude)
+    # COPY --from: the image (a Dockerfile stage) whose files a copy takes
+    # instead of the context's; src is then a path in that image.
+    stage: Image | None = None
+    # ADD of a local tar archive: unpack it into dest (its owners and modes kept).
+    extract: bool = False
+    # Where the step was written ("Dockerfile:7 RUN make"), shown instead of
+    # the generated form; not part of what the step is.
+    source: str = attrs.field(default="", eq=False)
 
     def __attrs_post_init__(self) -> None:
         if self.kind not in LAYER_KINDS:
@@ -96,10 +121,10 @@ class Layer:
         # A field of another kind would silently do nothing; it must not
         # even exist, so canonical() never has to decide whether it counts.
         used = {
-            "run": ("script", "network"),
-            "copy": ("src", "dest", "mode"),
-            "env": ("env_pairs",),
-            "workdir": ("path",),
+            "run": ("script", "network", "user", "source"),
+            "copy": ("src", "dest", "mode", "owner", "exclude", "stage", "extract", "source"),
+            "env": ("env_pairs", "source"),
+            "workdir": ("path", "source"),
         }[self.kind]
         for f in attrs.fields(Layer):
             if f.name != "kind" and f.name not in used and getattr(self, f.name) != f.default:
@@ -113,6 +138,8 @@ class Layer:
                 raise SpecError(
                     f"invalid network {self.network!r}; expected one of {', '.join(NETWORKS)}", key="network"
                 )
+            if self.user:
+                validate.user(self.user, "user")
         elif self.kind == "copy":
             validate.relative_path(self.src, "copy.src")
             if self.dest == "":
@@ -120,6 +147,13 @@ class Layer:
                     "missing destination: copy needs an absolute dest inside the image", key="copy.dest"
                 )
             validate.absolute_path(self.dest, "copy.dest", allow_dotdot=False)
+            if self.owner:
+                validate.user(self.owner, "copy.owner")
+            for i, pattern in enumerate(self.exclude):
+                if not isinstance(pattern, str) or not pattern:
+                    raise SpecError(
+                        f"expected a non-empty pattern, got {pattern!r}", key=f"copy.exclude[{i}]"
+                    )
         elif self.kind == "env":
             if not self.env_pairs:
                 raise SpecError("an env layer needs at least one variable", key="env")
@@ -127,28 +161,58 @@ class Layer:
             validate.workdir(self.path)
 
     @classmethod
-    def run(cls, script: str, *, network: str = "host") -> Layer:
-        """A shell script run with ``/bin/sh -e`` as root in the image's workdir.
+    def run(cls, script: str, *, network: str = "host", user: str = "", source: str = "") -> Layer:
+        """A shell script run with ``/bin/sh -e`` as root (or ``user``) in the image's workdir.
 
-        ``network`` is ``"host"`` (like ``docker build``) or ``"none"``.
+        ``network`` is ``"host"`` (like ``docker build``) or ``"none"``;
+        ``user`` a name or uid (":group" or ":gid" optional) of the image;
+        ``source`` what to show for the step (where it was written).
 
         Raises:
-            SpecError: for an empty or blank script or an unknown network.
+            SpecError: for an empty or blank script, an unknown network or a bad user.
         """
-        return cls(kind="run", script=script, network=network)
+        return cls(kind="run", script=script, network=network, user=user, source=source)
 
     @classmethod
-    def copy(cls, src: str, dest: str, *, mode: int | str | None = None) -> Layer:
+    def copy(
+        cls,
+        src: str,
+        dest: str,
+        *,
+        mode: int | str | None = None,
+        owner: str = "",
+        exclude: tuple[str, ...] = (),
+        stage: Image | None = None,
+        extract: bool = False,
+        source: str = "",
+    ) -> Layer:
         """Copy ``src`` (relative to the build context) to ``dest`` (absolute in the image).
 
         A ``dest`` ending in ``/`` means "into this directory". ``mode`` sets
         the permission bits of the copied files (int, or octal digits "0644").
+        ``owner`` (a user of the image, ":group" optional) owns what is copied
+        instead of root; ``exclude`` holds ``.dockerignore`` patterns
+        (spec/dockerignore.py, relative to the context) of paths left out.
+        With ``stage`` (an Image, built first), ``src`` is a path in that
+        image instead of the context (Docker's ``COPY --from``). With
+        ``extract``, ``src`` is a tar archive (compressed or not) unpacked
+        into the folder ``dest`` with its own owners and modes (Docker's ``ADD``).
 
         Raises:
             SpecError: for an absolute ``src`` or one with ``..``, a relative
-                ``dest``, or a mode outside 0..0o7777.
+                ``dest``, a mode outside 0..0o7777, or a bad owner or pattern.
         """
-        return cls(kind="copy", src=src, dest=dest, mode=mode)
+        return cls(
+            kind="copy",
+            src=src,
+            dest=dest,
+            mode=mode,
+            owner=owner,
+            exclude=exclude,
+            stage=stage,
+            extract=extract,
+            source=source,
+        )
 
     @classmethod
     def env(cls, values: Mapping[str, str] | None = None, /, **kwargs: str) -> Layer:
@@ -173,6 +237,8 @@ class Layer:
 
     def instruction(self) -> str:
         """A one-line, Dockerfile-like text for display: ``RUN mkdir -p /www``, ``COPY site/ /www/``."""
+        if self.source:
+            return self.source.replace("\r", "\\r").replace("\n", "\\n")
         if self.kind == "run":
             flag = "--network=none " if self.network == "none" else ""
             return "RUN " + flag + self.script.replace("\r", "\\r").replace("\n", "\\n")
@@ -191,15 +257,39 @@ class Layer:
         how it was spelled.
         """
         if self.kind == "run":
-            return {"kind": "run", "script": self.script, "network": self.network}
+            ident: dict[str, object] = {"kind": "run", "script": self.script, "network": self.network}
+            if self.user:
+                ident["user"] = self.user
+            return ident
         if self.kind == "copy":
-            return {"kind": "copy", "src": self.src, "dest": self.dest, "mode": self.mode}
+            ident = {"kind": "copy", "src": self.src, "dest": self.dest, "mode": self.mode}
+            if self.owner:
+                ident["owner"] = self.owner
+            # Not the exclude patterns: the content the builder adds to the key
+            # is what they let through, so an edit that copies the same keeps the key.
+            if self.stage is not None:
+                # What the stage holds is in the step's key (the builder adds its chain key).
+                ident["from"] = "stage"
+            if self.extract:
+                ident["extract"] = True
+            return ident
         if self.kind == "env":
             return {"kind": "env", "env": [[name, value] for name, value in self.env_pairs]}
         return {"kind": "workdir", "path": self.path}
 
     def to_yaml_obj(self) -> object:
-        """The YAML form of this layer (a mapping with one kind key), as plain Python values."""
+        """The YAML form of this layer (a mapping with one kind key), as plain Python values.
+
+        Raises:
+            SpecError: for a Dockerfile's step that YAML cannot say (a user,
+                an owner, ``.dockerignore`` patterns, ``--from``, an archive to unpack).
+        """
+        extra = [name for name in ("user", "owner", "exclude", "stage", "extract") if getattr(self, name)]
+        if extra:
+            raise SpecError(
+                f"{self.instruction()!r} has no YAML form: YAML layers have no {', '.join(extra)}",
+                key=self.kind,
+            )
         if self.kind == "run":
             data: dict[str, object] = {"run": self.script}
             if self.network != "host":
