@@ -79,7 +79,7 @@ def test_bad_image_refs(engine: Engine, busybox: str, bad: str) -> None:
         # (A newline in a value is fine, as in Docker: tests/test_config_injection.py.)
         lambda e, img: e.containers.create(img, ["true"], env={"A": "nul\0"}),
         lambda e, img: e.containers.create(img, ["true"], env={1: "x"}),
-        lambda e, img: e.containers.create(img, ["true"], network="bridge"),
+        lambda e, img: e.containers.create(img, ["true"], network="nosuch"),
         lambda e, img: e.containers.create(img, ["true"], workdir="relative"),
         lambda e, img: e.containers.create(img, ["true"], user="nosuchuser"),
         lambda e, img: e.containers.create(img, ["true"], limits={"memory": "1M"}),

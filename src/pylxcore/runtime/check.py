@@ -25,12 +25,13 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from pylxcore.procs import process_start_time
+from pylxcore.errors import LXCError, StorageError
 from pylxcore.runtime.cgroups import cgroup_name, cgroup_prefix, remove_cgroup, remove_cgroups
 from pylxcore.runtime.limits import host_layout
 from pylxcore.runtime.processes import container_names, kill_and_reap, lxc_processes
-from pylxcore.store import Store, owner_alive, read_json, rmtree, strip_digest
-from pylxcore.supervisor.state import write_state
+from pylxcore.runtime.state import StateRecord
+from pylxcore.store import Store, owner_alive, rmtree, strip_digest
+from pylxcore.supervisor.state import STATE_FILE
 
 if TYPE_CHECKING:
     from pylxcore.engine import Engine
@@ -62,6 +63,15 @@ def _lock_free(path: Path) -> bool:
         return False
     finally:
         os.close(fd)
+
+
+def _state(d: Path) -> StateRecord | None:
+    """The state of the container in dir ``d``; None when it has none, it
+    cannot be read, or the container is gone (see StateRecord.read)."""
+    try:
+        return StateRecord.read(d / STATE_FILE)
+    except (OSError, StorageError):
+        return None  # (a newer schema: not ours to repair)
 
 
 def _walls(store: Store) -> list[Path]:
@@ -187,7 +197,7 @@ def check(engine: Engine, *, repair: bool = True) -> CheckReport:
             if record is None:
                 continue
             records[image_id] = record
-            missing = [k for k in record["layers"] if k not in keys]
+            missing = [k for k in record.layers if k not in keys]
             if missing:
                 problems.append(f"image {image_id} lacks layers {missing}")
         with store.lock("refs"):
@@ -216,22 +226,12 @@ def check(engine: Engine, *, repair: bool = True) -> CheckReport:
                     if repair:
                         rmtree(d)
                 continue
-            try:
-                state = read_json(d / "state.json")
-            except (FileNotFoundError, ValueError):
-                state = None
-            shim_alive = bool(
-                state
-                and state.get("shim_pid")
-                and process_start_time(int(state["shim_pid"])) == state.get("shim_start")
-            )
-            if state and state.get("status") == "running" and not shim_alive:
+            state = _state(d)
+            shim_alive = state is not None and state.supervisor_alive()
+            if state and state.status == "running" and not shim_alive:
                 # It may have written its last word and exited since we read.
-                try:
-                    state = read_json(d / "state.json")
-                except (FileNotFoundError, ValueError):
-                    state = None
-            if state and state.get("status") == "running" and not shim_alive:
+                state = _state(d)
+            if state and state.status == "running" and not shim_alive:
                 if name in live:
                     fix(f"killed container {name}: its supervisor had died, its output had nowhere to go")
                     if repair:
@@ -240,8 +240,15 @@ def check(engine: Engine, *, repair: bool = True) -> CheckReport:
                                 kill_and_reap(pid)
                 fix(f"marked container {name} exited (exit code unknown: its supervisor was killed)")
                 if repair:
-                    state.update(status="exited", exit_code=None, finished_at=time.time())
-                    write_state(str(d / "state.json"), state)
+                    exited = attrs.evolve(state, status="exited", exit_code=None, finished_at=time.time())
+                    exited.write(d / STATE_FILE)
+
+        # -- networks: addresses, rules, links and names of what is gone -----------
+        if (store.root / "networks").is_dir():
+            try:
+                engine.networks.repair(fix, repair=repair)
+            except LXCError as err:
+                problems.append(f"cannot repair networks: {err}")
 
         # -- cgroups no container uses -------------------------------------------------
         # Candidates first, users after: a container that starts in between
@@ -273,12 +280,8 @@ def _cgroup_users(store: Store) -> set[str]:
     users = container_names(lxc_processes(store.containers_dir))
     users |= container_names(lxc_processes(store.tmp_dir))
     for d in store.containers_dir.iterdir():
-        try:
-            state = read_json(d / "state.json")
-        except (OSError, ValueError):
-            continue
-        pid = state.get("shim_pid")
-        if pid and process_start_time(int(pid)) == state.get("shim_start"):
+        state = _state(d)
+        if state is not None and state.supervisor_alive():
             users.add(d.name)
     for staged in store.tmp_dir.iterdir():
         if owner_alive(staged.name):

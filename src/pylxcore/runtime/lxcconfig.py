@@ -69,6 +69,34 @@ READ_ONLY_DIRS = ("proc/bus", "proc/fs", "proc/irq")
 
 
 @attrs.frozen
+class Nic:
+    """A veth into one of the library's bridges (see pylxcore.network)."""
+
+    link: str  # the bridge
+    address: str  # "10.89.0.2/24"
+    gateway: str | None  # the default route (first nic only; None: an internal network's)
+    pair: str  # the host side's name, so that the library can tell its own veths
+
+
+def render_nics(nics: Sequence[Nic]) -> list[tuple[str, str]]:
+    """The ``lxc.net.N.*`` lines of a container's veths."""
+    lines: list[tuple[str, str]] = []
+    for i, nic in enumerate(nics):
+        k = f"lxc.net.{i}"
+        lines += [
+            (f"{k}.type", "veth"),
+            (f"{k}.link", nic.link),
+            (f"{k}.flags", "up"),
+            (f"{k}.name", f"eth{i}"),
+            (f"{k}.veth.pair", nic.pair),
+            (f"{k}.ipv4.address", nic.address),
+        ]
+        if nic.gateway and i == 0:
+            lines.append((f"{k}.ipv4.gateway", nic.gateway))
+    return lines
+
+
+@attrs.frozen
 class RunConfig:
     """Everything liblxc needs to know to run one container or build step."""
 
@@ -80,6 +108,8 @@ class RunConfig:
     uid: int = 0
     gid: int = 0
     network: Literal["none", "host"] = "none"
+    nics: Sequence[Nic] = ()  # with network "none": veths into the library's bridges
+    hostname: str | None = None  # None: the name
     mounts: Sequence[Mount] = ()
     limits: Limits = Limits()
     resolv_conf: bool = False  # bind the host's resolv.conf (build steps on the host network)
@@ -101,7 +131,7 @@ def render(cfg: RunConfig, layout: CgroupLayout) -> str:
     value no config line can carry exactly (a control character anywhere).
     """
     lines: list[tuple[str, str]] = [
-        ("lxc.uts.name", cfg.name),
+        ("lxc.uts.name", cfg.hostname or cfg.name),
         ("lxc.rootfs.path", cfg.rootfs),
         ("lxc.autodev", "1"),
         ("lxc.tty.max", "0"),
@@ -138,9 +168,11 @@ def render(cfg: RunConfig, layout: CgroupLayout) -> str:
         lines += [("lxc.cgroup2.devices.allow", f"{t} {ma}:{mi} rwm") for t, ma, mi in ALLOWED_DEVICES]
     if cfg.network == "host":
         lines.append(("lxc.net.0.type", "none"))  # "none" in liblxc means: share the host's netns
+    elif cfg.nics:
+        lines += render_nics(cfg.nics)
     else:
         lines.append(("lxc.net.0.type", "empty"))  # a new netns with only loopback
-    config_env, _ = split_env(container_env(cfg.env, cfg.name, cfg.uid))
+    config_env, _ = split_env(container_env(cfg.env, cfg.hostname or cfg.name, cfg.uid))
     lines += [("lxc.environment", f"{key}={value}") for key, value in config_env]
     if cfg.resolv_conf and os.path.exists("/etc/resolv.conf"):
         lines.append(("lxc.mount.entry", "/etc/resolv.conf etc/resolv.conf none bind,ro,optional 0 0"))

@@ -23,7 +23,7 @@ import os
 import stat
 import time
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import attrs
 
@@ -36,9 +36,14 @@ from pylxcore.runtime.rootfs import LayerStack, make_target, overlay_spec
 from pylxcore.runtime.userns import subordinate_ids
 from pylxcore.runtime.users import lookup_user
 from pylxcore.spec import Limits, Mount, parse_size, validate, validate_container_name
+from pylxcore.spec.healthcheck import Healthcheck
 from pylxcore.store import Store, atomic_write, canonical_json, rmtree
+from pylxcore.store.records import ContainerRecord, ImageRecord
 from pylxcore.supervisor.mounts import USERNS_ROOTFS
 from pylxcore.supervisor.runspec import UsernsSpec
+
+if TYPE_CHECKING:
+    from pylxcore.network.attachment import Attachment
 
 # The default cap of a container's log: Docker's recommended json-file
 # options (max-size 10m, max-file 3). At most ~30 MB a container on disk, and
@@ -67,10 +72,11 @@ def log_options(max_size: int | str | None, max_files: int) -> dict[str, int]:
 
 def provision(
     store: Store,
-    record: dict[str, Any],
+    record: ImageRecord,
     image: str,
     command: Command,
     *,
+    entrypoint: Command = None,
     name: str,
     env: Mapping[str, str] | None,
     workdir: str | None,
@@ -82,26 +88,32 @@ def provision(
     userns: bool,
     log_max_size: int | str | None,
     log_max_files: int,
+    restart: str | None = None,
+    healthcheck: Healthcheck | None = None,
+    attachment: Attachment | None = None,
 ) -> None:
     """Make container ``name`` of ``store`` from ``image`` (``record``: its
     image record), not started: an overlay of the image's layers plus an
     empty writable layer (no copy), or with ``userns`` the dirs its
     supervisor mounts idmapped layers on. See ContainerCollection.create for
-    the options. Nothing is left of it when it raises: ImageNotFound (the
+    the options; ``attachment``: its place on the library's networks
+    (pylxcore.network), when ``network`` names one. Nothing is left of it when it raises: ImageNotFound (the
     image was removed meanwhile), Conflict (name taken), SpecError (bad name,
     command, env, mount, user or log option), LimitError (a limit the host
     cannot enforce), LXCError (``userns`` on a host with no subordinate ids
     for root), TypeError (an option of the wrong type)."""
-    cfg = record["config"]
+    cfg = record.config
     validate_container_name(name)
-    argv = command_argv(command, cfg.get("cmd"))
+    argv = command_argv(command, cfg, entrypoint=entrypoint)
     merged_env = validate.env({**(cfg.get("env") or {}), **validate.env(env)})
-    if network not in ("none", "host"):
-        raise SpecError(f"network must be 'none' or 'host', not {network!r}", key="network")
+    if network not in ("none", "host") and attachment is None:
+        raise SpecError(f"network must be 'none', 'host' or a network's name, not {network!r}", key="network")
     if not isinstance(userns, bool):
         raise TypeError(f"userns must be True, False or None, not {userns!r}")
     ids = subordinate_ids() if userns else None
     labels = validate.labels(labels)
+    restart = validate.restart_policy(restart)
+    health = _healthcheck(healthcheck, cfg.get("healthcheck"))
     if limits is not None and not isinstance(limits, Limits):
         raise TypeError(f"limits must be a Limits, not {type(limits).__name__}")
     eff_limits = Limits.from_dict(cfg.get("limits") or {}).merged(limits or Limits())
@@ -113,7 +125,7 @@ def provision(
             raise SpecError(f"mount source {m.source!r} does not exist", key=f"mounts[{i}].source")
     workdir = validate.workdir(workdir or cfg.get("workdir") or "/")
     user = validate.user(user or cfg.get("user") or "root")
-    layers = list(record["layers"])
+    layers = list(record.layers)
     stack = LayerStack([store.layer_dir(k) / "fs" for k in reversed(layers)])
     uid, gid = (0, 0) if user in ("root", "0", "0:0") else lookup_user(stack, user)
 
@@ -129,11 +141,22 @@ def provision(
             raise Conflict(f"a container named {name!r} already exists", name=name) from None
         try:
             (d / "upper").mkdir()
+            all_mounts = list(mounts)
+            if attachment is not None:
+                # Bind-mounted, not written into the writable layer: a commit
+                # or diff of the container must not carry them.
+                files = Path(attachment.files_dir)
+                files.mkdir(parents=True, exist_ok=True)
+                os.chmod(files, 0o755)
+                for file, (target, text) in attachment.files().items():
+                    (files / file).write_text(text)
+                    os.chmod(files / file, 0o644)
+                    all_mounts.append(Mount(str(files / file), target))
             if ids is None:
                 rootfs = overlay_spec([store.short_path(k) for k in reversed(layers)], d / "upper")
             else:
                 rootfs = f"dir:{USERNS_ROOTFS}"  # in its supervisor's mount namespace
-                keep = [str(SECCOMP_PROFILE), *(m.source for m in mounts)]
+                keep = [str(SECCOMP_PROFILE), *(m.source for m in all_mounts)]
                 _prepare_userns(store, d, layers, ids, keep)
             shift = (0, 0) if ids is None else (ids[0], ids[2])
             targets = [
@@ -145,7 +168,7 @@ def provision(
                     key=f"mounts[{i}].target",
                     shift=shift,
                 )
-                for i, m in enumerate(mounts)
+                for i, m in enumerate(all_mounts)
             ]
             run_cfg = RunConfig(
                 name=name,
@@ -157,38 +180,61 @@ def provision(
                 uid=uid,
                 gid=gid,
                 network="host" if network == "host" else "none",
-                mounts=[attrs.evolve(m, target=t) for m, t in zip(mounts, targets)],
+                mounts=[attrs.evolve(m, target=t) for m, t in zip(all_mounts, targets)],
                 limits=eff_limits,
+                nics=attachment.nics if attachment else (),
+                hostname=attachment.hostname if attachment else None,
             )
             text = render(run_cfg, host_layout())
             # 0600: it may hold secrets (env values); the store's walls keep others out too.
             fd = os.open(d / "config", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
             with open(fd, "w") as fh:
                 fh.write(text)
-            meta = {
-                "id": os.urandom(32).hex(),
-                "name": name,
-                "image": image,
-                "image_id": record["id"],
-                "layers": layers,
-                "command": argv,
-                "env": merged_env,
-                "workdir": workdir,
-                "user": user,
-                "uid": uid,
-                "gid": gid,
-                "network": network,
-                "limits": eff_limits.to_dict(),
-                "mounts": [attrs.asdict(m) for m in mounts],
-                "labels": dict(labels or {}),
-                "userns": userns,
-                "created": time.time(),
+            meta = ContainerRecord(
+                id=os.urandom(32).hex(),
+                name=name,
+                image=image,
+                image_id=record.id,
+                layers=tuple(layers),
+                command=tuple(argv),
+                env=merged_env,
+                workdir=workdir,
+                user=user,
+                uid=uid,
+                gid=gid,
+                network=network,
+                limits=eff_limits,
+                mounts=tuple(mounts),
+                labels=dict(labels or {}),
+                userns=userns,
+                created=time.time(),
                 **log_options(log_max_size, log_max_files),  # raises SpecError
-            }
-            atomic_write(d / "meta.json", canonical_json(meta))
+                restart=restart,
+                healthcheck=health,
+                extra=dict(attachment.meta) if attachment else {},
+            )
+            atomic_write(d / "meta.json", canonical_json(meta.to_json()))
         except BaseException:
             rmtree(d)
             raise
+
+
+def _healthcheck(given: Healthcheck | None, image: object) -> dict[str, Any] | None:
+    """The healthcheck a container runs (meta.json's form, Docker's defaults
+    filled in): ``given``, else the image's; none when that is NONE. Raises
+    SpecError, TypeError (not a Healthcheck)."""
+    if given is not None and not isinstance(given, Healthcheck):
+        raise TypeError(f"healthcheck must be a Healthcheck, not {type(given).__name__}")
+    check = given if given is not None else Healthcheck.from_dict(image) if isinstance(image, dict) else None
+    if check is None or check.test[0] == "NONE":
+        return None
+    return {
+        "test": list(check.test),
+        "interval": check.interval or 30.0,
+        "timeout": check.timeout or 30.0,
+        "retries": check.retries or 3,
+        "start_period": check.start_period,
+    }
 
 
 def _prepare_userns(

@@ -1,0 +1,96 @@
+"""``Engine.check()``'s part for networks: remove what no record accounts for.
+
+A process killed while it made or removed a container or network can leave
+an endpoint (an address, ports) of a container that was never made or is
+gone, its DNS name, its veth, a bridge or DNS server of a network whose
+record is gone, or rules that no longer match the records. The records are
+the truth (see pylxcore.network.collection): this makes the host match them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable
+
+from pylxcore.network import dns, endpoint, links, nftables, records
+from pylxcore.procs import process_start_time
+from pylxcore.store import owner_alive, rmtree
+
+if TYPE_CHECKING:
+    from pylxcore.network.collection import NetworkCollection
+
+
+def repair(networks: NetworkCollection, fix: Callable[[str], None], *, repair: bool) -> None:
+    """Find what no record accounts for and, with ``repair``, remove it;
+    ``fix(what)`` is called for each. Raises LXCError (the host refused)."""
+    store = networks.store
+    prefix = networks.bridge_prefix
+    with records.locked(store):
+        recs = records.load_all(store)
+        for rec in recs.values():
+            for c, ep in rec.endpoints.items():
+                if records.stale(store, c, ep):
+                    fix(f"released address {ep.ip} of gone container {c} on network {rec.name}")
+            # Made, but its maker died before it said so: the container holds it now.
+            done = [
+                c for c, ep in rec.endpoints.items()
+                if ep.owner and not owner_alive(ep.owner)
+                and (store.containers_dir / c / "meta.json").exists()
+            ]
+            for c in done:
+                fix(f"handed address {rec.endpoints[c].ip} on network {rec.name} to container {c}")
+                if repair:
+                    rec.endpoints[c].owner = None
+            if done and repair:
+                records.save(store, rec)
+        if repair:
+            for item in records.sweep(store, recs):
+                net, container = item.split("/", 1)
+                dns.drop_names(recs[net].bridge, container)
+        files = records.networks_dir(store) / "files"
+        held = {c for r in recs.values() for c in r.endpoints}
+        for d in sorted(files.iterdir()) if files.is_dir() else []:
+            if d.name not in held and not (store.containers_dir / d.name / "meta.json").exists():
+                fix(f"removed the hosts and resolv.conf of gone container {d.name}")
+                if repair:
+                    rmtree(d)
+        bridges = {r.bridge for r in recs.values()}
+        for rec in recs.values():
+            veths = {endpoint.veth_name(store.root_id, c, rec.name) for c in rec.endpoints}
+            for port in links.ports_of(rec.bridge):
+                if port not in veths:
+                    fix(f"deleted veth {port} of a gone container on network {rec.name}")
+                    if repair:
+                        links.delete_link(port)
+            for c in dns.named(rec.bridge):
+                if c not in rec.endpoints:
+                    fix(f"dropped the DNS name of gone container {c} on network {rec.name}")
+                    if repair:
+                        dns.drop_names(rec.bridge, c)
+        for br in links.link_names(prefix):
+            if br not in bridges:
+                fix(f"deleted bridge {br} of a network that is gone")
+                if repair:
+                    links.delete_link(br)
+        if dns.DNS_ROOT.is_dir():
+            for d in sorted(dns.DNS_ROOT.iterdir()):
+                if d.name.startswith(prefix) and d.name not in bridges:
+                    fix(f"stopped the DNS server of a network that is gone ({d.name})")
+                    if repair:
+                        _stop_orphan_dns(d.name)
+        table = networks.table
+        if (nftables.listing(table) is None) == bool(recs):
+            fix(f"{'made' if recs else 'deleted'} nftables table {table} to match the network records")
+        if repair:
+            # Whole and atomic, so rules that drifted from the records are
+            # replaced too; the same rules again change nothing.
+            nftables.apply(table, recs.values())
+
+
+def _stop_orphan_dns(bridge: str) -> None:
+    try:
+        pid = int((dns.dns_dir(bridge) / "pid").read_text().strip())
+    except (OSError, ValueError):
+        pid = 0
+    if pid:
+        dns.stop(pid, process_start_time(pid))  # (stop() signals only a dnsmasq)
+    dns.remove_files(bridge)

@@ -1,0 +1,120 @@
+"""Networks under churn and crashes: nothing leaks, ``check()`` makes the
+host match the records after a SIGKILL at any point."""
+
+from __future__ import annotations
+
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from pylxcore import Engine
+from pylxcore.network import dns, endpoint, links, nftables, records
+from tests.netutil import build_web, net_engine, ruleset_outside
+
+__all__ = ["net_engine"]  # (the fixture, imported to be found)
+
+
+def _dnat_rules(engine: Engine) -> list[str]:
+    return re.findall(r"dnat to \S+", nftables.listing(engine.networks.table) or "")
+
+
+def _assert_consistent(engine: Engine, network: str) -> None:
+    """The record of ``network`` holds exactly the containers that exist on
+    it, and the rules, DNS names and veths are exactly theirs."""
+    rec = records.load(engine.store, network)
+    on_it = {c.name for c in engine.containers.list(all=True) if network in c.inspect()["networks"]}
+    assert set(rec.endpoints) == on_it
+    assert all(ep.owner is None for ep in rec.endpoints.values())
+    assert len(_dnat_rules(engine)) == sum(len(ep.ports) for ep in rec.endpoints.values())
+    assert dns.named(rec.bridge) == sorted(on_it)
+    running = {endpoint.veth_name(engine.store.root_id, c.name, network)
+               for c in engine.containers.list() if c.name in on_it}
+    assert set(links.ports_of(rec.bridge)) <= running
+    ips = [ep.ip for ep in rec.endpoints.values()]
+    assert len(ips) == len(set(ips))
+
+
+@pytest.mark.slow
+def test_100_run_remove_cycles_leak_nothing(net_engine: Engine) -> None:
+    engine = net_engine
+    image = build_web(engine)
+    before = ruleset_outside()
+    veths_before = set(links.link_names("pxv"))
+    net = engine.networks.create("cycle")
+    for i in range(100):
+        c = engine.containers.run(image, name=f"cyc{i}", detach=True, network="cycle", aliases=["a"],
+                                  ports={"80/tcp": None, "53/udp": None})
+        if i % 33 == 0:
+            assert len(_dnat_rules(engine)) == 2
+            assert dns.named(net.bridge) == [c.name]
+            assert links.ports_of(net.bridge) == [endpoint.veth_name(engine.store.root_id, c.name, "cycle")]
+        c.remove(force=True)
+    assert records.load(engine.store, "cycle").endpoints == {}
+    assert _dnat_rules(engine) == []
+    assert dns.named(net.bridge) == []
+    assert links.ports_of(net.bridge) == []
+    assert set(links.link_names("pxv")) <= veths_before
+    assert engine.check().consistent
+    engine.networks.remove("cycle")
+    assert ruleset_outside() == before
+
+
+CHURN = """
+import sys
+from pylxcore import Engine
+engine = Engine(root=sys.argv[1])
+i = 0
+while True:
+    c = engine.containers.run(sys.argv[2], name=f"churn{sys.argv[3]}-{i}", detach=True, network="crash",
+                              ports={"80/tcp": None})
+    print("made", flush=True)
+    c.remove(force=True)
+    print("removed", flush=True)
+    i += 1
+"""
+
+GHOST = """
+import os, signal, sys
+from pylxcore import Engine
+engine = Engine(root=sys.argv[1])
+engine.networks.attach("ghost", "crash", ports={"80/tcp": None}, aliases=["boo"])
+os.kill(os.getpid(), signal.SIGKILL)  # before the container is made
+"""
+
+
+@pytest.mark.slow
+def test_sigkill_during_create_and_remove_then_check(net_engine: Engine) -> None:
+    engine = net_engine
+    image = build_web(engine)
+    engine.networks.create("crash")
+    # Killed between allocating and making the container: check() gives it all back.
+    subprocess.run([sys.executable, "-c", GHOST, str(engine.root)], check=False, timeout=60)
+    rec = records.load(engine.store, "crash")
+    assert "ghost" in rec.endpoints and dns.named(rec.bridge) == ["ghost"]
+    assert len(_dnat_rules(engine)) == 1
+    report = engine.check()
+    assert any("ghost" in r for r in report.repaired), report
+    _assert_consistent(engine, "crash")
+    # Killed at a random point while containers are made and removed.
+    rng = random.Random(7)
+    for k in range(4):
+        proc = subprocess.Popen([sys.executable, "-c", CHURN, str(engine.root), image, str(k)],
+                                stdout=subprocess.PIPE, text=True)
+        assert proc.stdout is not None
+        assert proc.stdout.readline()  # it has made one container: now kill it somewhere
+        time.sleep(rng.uniform(0, 0.6))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+        report = engine.check()
+        _assert_consistent(engine, "crash")
+        assert engine.check(repair=False).consistent
+    for c in engine.containers.list(all=True):
+        c.remove(force=True)
+    _assert_consistent(engine, "crash")
+    assert _dnat_rules(engine) == []
