@@ -1,4 +1,6 @@
-"""Running a command in a running container: ExecStream (its output as it comes) and ExecResult."""
+"""Running a command in a running container: ExecStream (its output as it
+comes, its input, its terminal), ExecResult, and container_pty (a terminal
+of the container's own)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,47 @@ from pylxcore.errors import InvalidState, TimeoutExpired
 
 if TYPE_CHECKING:
     from pylxcore.runtime.liblxc import Handle
+
+
+_TIOCSPTLCK = 0x40045431  # (termios does not have these two)
+_TIOCGPTPEER = 0x5441
+_PTMX = (5, 2)  # /dev/ptmx's device numbers
+
+
+def container_pty(root: str) -> tuple[int, int]:
+    """A new pseudo-terminal of the container's own devpts, whose root the
+    host sees at ``root`` (``/proc/INIT/root``): (its master, its peer), so
+    the command's terminal is a /dev/pts/N in the container. Each part of
+    the path is opened without following symlinks and the end must be a
+    ptmx device: the container's root owns those dirs (SPEC.md section 7).
+    Raises OSError."""
+    import fcntl  # (only a terminal needs these)
+    import stat
+    import struct
+    import termios
+
+    fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for part in ("dev", "pts"):
+            nxt = os.open(part, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+        flags = os.O_RDWR | os.O_NOCTTY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+        master = os.open("ptmx", flags, dir_fd=fd)
+    finally:
+        os.close(fd)
+    try:
+        st = os.fstat(master)
+        if not stat.S_ISCHR(st.st_mode) or (os.major(st.st_rdev), os.minor(st.st_rdev)) != _PTMX:
+            raise OSError(f"{root}/dev/pts/ptmx is not a pty multiplexer")
+        os.set_blocking(master, True)
+        fcntl.ioctl(master, _TIOCSPTLCK, struct.pack("i", 0))
+        fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))  # until resize()
+        peer = fcntl.ioctl(master, _TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    except BaseException:
+        os.close(master)
+        raise
+    return master, peer
 
 
 class ExecResult(NamedTuple):
@@ -27,7 +70,13 @@ class ExecResult(NamedTuple):
 
 class ExecStream:
     """Output of an exec as it comes: iterate for ``(stream, bytes)``; afterwards
-    ``exit_code`` is set. Never loses the exit code, never hangs past ``timeout``."""
+    ``exit_code`` is set. Never loses the exit code, never hangs past ``timeout``.
+
+    ``stdin``: bytes fed to the command (then end of input), or True to keep
+    its input open for ``write()`` until ``close_stdin()``. With a terminal
+    (``tty``: a pty of the container's, see container_pty), the command's
+    stdin, stdout and stderr are that terminal: all its output comes as
+    "stdout", ``write()`` types into it, ``resize()`` sets its size."""
 
     def __init__(
         self,
@@ -37,44 +86,106 @@ class ExecStream:
         workdir: str,
         uid: int,
         gid: int,
-        stdin: bytes | None,
+        stdin: bytes | bool | None,
         timeout: float | None,
+        tty: tuple[int, int] | None = None,
     ) -> None:
         self.argv = argv
         self._name = handle.name
         self.exit_code: int | None = None
         self._timeout = timeout
-        out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
-        in_r, in_w = os.pipe()
-        try:
-            self.pid = handle.attach(
-                argv, env=env, cwd=workdir, uid=uid, gid=gid, stdin=in_r, stdout=out_w, stderr=err_w
-            )
-        except BaseException:
-            for fd in (out_r, err_r, in_w):
-                os.close(fd)
-            raise
-        finally:
-            for fd in (out_w, err_w, in_r):
-                os.close(fd)
-        self._fds = {out_r: "stdout", err_r: "stderr"}
-        if stdin:
+        self._tty = tty[0] if tty is not None else None
+        if tty is not None:
+            master, slave = tty
+            try:
+                self.pid = handle.attach(
+                    argv, env=env, cwd=workdir, uid=uid, gid=gid, stdin=slave, stdout=slave, stderr=slave,
+                    tty=True,
+                )
+            except BaseException:
+                os.close(master)
+                raise
+            finally:
+                os.close(slave)
+            self._fds = {master: "stdout"}
+            self._input: int | None = master
+        else:
+            out_r, out_w = os.pipe()
+            err_r, err_w = os.pipe()
+            in_r, in_w = os.pipe()
+            try:
+                self.pid = handle.attach(
+                    argv, env=env, cwd=workdir, uid=uid, gid=gid, stdin=in_r, stdout=out_w, stderr=err_w
+                )
+            except BaseException:
+                for fd in (out_r, err_r, in_w):
+                    os.close(fd)
+                raise
+            finally:
+                for fd in (out_w, err_w, in_r):
+                    os.close(fd)
+            self._fds = {out_r: "stdout", err_r: "stderr"}
+            self._input = in_w
+        if isinstance(stdin, bytes) and stdin:
             # A thread, so a large input cannot deadlock against unread output.
             def feed() -> None:
                 try:
-                    os.write(in_w, stdin)
-                except OSError:
+                    self.write(stdin)
+                except (OSError, InvalidState):
                     pass
                 finally:
-                    os.close(in_w)
+                    if self._tty is None:
+                        self.close_stdin()
 
             import threading  # (deferred: only exec with stdin needs it)
 
             threading.Thread(target=feed, daemon=True).start()
-        else:
-            os.close(in_w)
+        elif stdin is not True and self._tty is None:
+            self.close_stdin()
         self._started = time.monotonic()
+
+    def write(self, data: bytes) -> None:
+        """Send ``data`` to the command's input (typed into its terminal, with
+        ``tty``). Raises InvalidState when its input is closed, OSError."""
+        fd = self._input
+        if fd is None:
+            raise InvalidState(
+                f"exec {self.argv!r}: its input is closed",
+                name=self._name,
+                state="closed",
+                operation="write to",
+            )
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+
+    def close_stdin(self) -> None:
+        """End the command's input: close it (with ``tty``, type Ctrl-D). Raises nothing."""
+        if self._tty is not None:
+            try:
+                os.write(self._tty, b"\x04")
+            except OSError:
+                pass
+        elif self._input is not None:
+            os.close(self._input)
+            self._input = None
+
+    def resize(self, rows: int, cols: int) -> None:
+        """Set the terminal's size (the command gets SIGWINCH); nothing without ``tty``. Raises OSError."""
+        if self._tty is not None:
+            import fcntl  # (only a terminal needs these)
+            import struct
+            import termios
+
+            fcntl.ioctl(self._tty, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+    def _read(self, fd: int) -> bytes:
+        try:
+            return os.read(fd, 65536)
+        except BlockingIOError:
+            return b""
+        except OSError:  # EIO: a terminal whose every other end has closed
+            return b""
 
     def __iter__(self) -> Iterator[tuple[str, bytes]]:
         import selectors  # (deferred: only exec needs it)
@@ -82,8 +193,13 @@ class ExecStream:
         sel = selectors.DefaultSelector()
         for fd in self._fds:
             sel.register(fd, selectors.EVENT_READ)
+        # A terminal's output ends when the command has exited, even if a
+        # process it left in the background still holds the terminal.
+        pidfd = os.pidfd_open(self.pid) if self._tty is not None else None
+        if pidfd is not None:
+            sel.register(pidfd, selectors.EVENT_READ)
         try:
-            while sel.get_map():
+            while any(fd != pidfd for fd in sel.get_map()):
                 left = None if self._timeout is None else self._timeout - (time.monotonic() - self._started)
                 if left is not None and left <= 0:
                     self._kill()
@@ -94,17 +210,34 @@ class ExecStream:
                     )
                 for key, _ in sel.select(left):
                     fd = key.fd
-                    data = os.read(fd, 65536)
+                    if fd == pidfd:
+                        sel.unregister(pidfd)
+                        if self._tty is not None and self._tty in sel.get_map():
+                            os.set_blocking(self._tty, False)
+                            while data := self._read(self._tty):
+                                yield "stdout", data
+                            sel.unregister(self._tty)
+                        continue
+                    if fd not in sel.get_map():
+                        continue  # (the terminal, read to its end just above)
+                    data = self._read(fd)
                     if not data:
                         sel.unregister(fd)
-                        os.close(fd)
+                        if fd != self._tty:
+                            os.close(fd)
                         continue
                     yield self._fds[fd], data
         finally:
             for left_fd in [k.fd for k in sel.get_map().values()]:
                 sel.unregister(left_fd)
-                os.close(left_fd)
+                if left_fd not in (self._tty, pidfd):
+                    os.close(left_fd)
             sel.close()
+            if pidfd is not None:
+                os.close(pidfd)
+            if self._tty is not None:
+                os.close(self._tty)
+                self._tty = self._input = None
         self.wait()
 
     def _kill(self) -> None:

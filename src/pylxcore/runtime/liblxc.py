@@ -8,7 +8,9 @@ that ``import pylxcore`` stays cheap.
 
 from __future__ import annotations
 
+import fcntl  # (the attached process can import nothing: see _exec_on_terminal)
 import os
+import termios
 from typing import Any, Mapping, Sequence
 
 from pylxcore.errors import LXCError
@@ -72,6 +74,24 @@ def execute_argv(
     ]
 
 
+def attach_argv(
+    name: str, lxcpath: str, argv: Sequence[str], env: Mapping[str, str], uid: int, gid: int
+) -> list[str]:
+    """The command line that runs ``argv`` in running container ``name`` as
+    ``uid``:``gid`` with exactly ``env`` (``lxc-attach``: a program, for the
+    supervisor, which cannot load the bindings; the library attaches with
+    Handle.attach). Its exit code is the command's. It names the variables
+    only: start it with ``env`` as its own environment, where only root can
+    read the values (a command line is every host user's to read, and a
+    container's variables may hold secrets). Raises LXCError when lxc-attach
+    is not installed."""
+    keep = [f"--keep-var={key}" for key in env]
+    return [
+        tool("lxc-attach"), "-q", "-P", lxcpath, "-n", name, "--clear-env", *keep,
+        f"--uid={uid}", f"--gid={gid}", "--", *argv,
+    ]  # fmt: skip
+
+
 # lxc-execute's own PATH (liblxc looks up newuidmap along it); never a
 # container's: split_env refuses to hand a PATH over that way.
 _HOST_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
@@ -94,6 +114,23 @@ def available() -> str | None:
     except LXCError as err:
         return str(err)
     return None
+
+
+def _exec_on_terminal(what: tuple[list[str], dict[str, str]]) -> int:
+    """Run in the attached process, inside the container (liblxc has made it
+    a session leader): take its stdin as its controlling terminal, then exec
+    the command (looked up along ``env``'s PATH, as attach_run_command does).
+    It can import nothing: the host's Python is not in the container."""
+    argv, env = what
+    try:
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+    except OSError:
+        pass  # (a terminal all the same, without job control)
+    try:
+        os.execvpe(argv[0], argv, env)
+    except OSError as err:
+        os.write(2, f"exec {argv[0]}: {err.strerror}\r\n".encode())
+    os._exit(127)
 
 
 class Handle:
@@ -157,11 +194,14 @@ class Handle:
         stdin: int,
         stdout: int,
         stderr: int,
+        tty: bool = False,
     ) -> int:
         """Start ``argv`` inside the running container; returns its pid (our child).
 
         The process gets a clean environment (only ``env``), the container's
-        namespaces, cgroups, capabilities and seccomp policy.
+        namespaces, cgroups, capabilities and seccomp policy. With ``tty``,
+        ``stdin`` is a terminal (a pty's end) that becomes its controlling
+        terminal: Ctrl-C and window sizes reach it.
         """
         lxc = _module()
         options: dict[str, Any] = {
@@ -176,7 +216,10 @@ class Handle:
         if cwd:
             options["initial_cwd"] = cwd
         try:
-            pid = self._container().attach(lxc.attach_run_command, list(argv), **options)
+            if tty:
+                pid = self._container().attach(_exec_on_terminal, (list(argv), dict(env)), **options)
+            else:
+                pid = self._container().attach(lxc.attach_run_command, list(argv), **options)
         except (RuntimeError, ValueError, TypeError) as err:
             raise self._fail("attach to", str(err)) from err
         if not isinstance(pid, int) or pid <= 0:

@@ -6,9 +6,12 @@
     lxcexec.py   lxc-execute's container seen from outside: its pids, its end, a failed start
     logfile.py   the log's record format and its writer (rotation, reserved space)
     oom.py       the OOM kill counter, watched while the cgroup lives
+    policy.py    policy.spec: the restart policy and its back-off, the healthcheck, the events' path
+    health.py    the healthcheck, run in the container with Docker's rules
+    events.py    the store's events log, appended to
     mounts.py    a user-namespaced container's idmapped root
     runspec.py   what the library tells a supervisor to run (run.spec, userns.spec)
-    state.py     state.json, as the supervisor writes it
+    state.py     state.json, as the supervisor writes it (and its small JSON writer)
     protocol.py  the supervisor's answers, the zygote's address and requests
     zygote.py    the per-store process that forks supervisors
 

@@ -17,7 +17,7 @@ _EXIT_STATUS = 52 - 3
 _LXC_START_FAILED = "Failed run an application inside container"
 
 
-def _children(pid: int) -> list[int]:
+def children(pid: int) -> list[int]:
     out: list[int] = []
     try:
         tids = os.listdir(f"/proc/{pid}/task")
@@ -49,10 +49,10 @@ def find_pids(lxc_pid: int) -> tuple[int | None, int | None, bool]:
     process ``lxc_pid``. liblxc's init is pid 1 of the container and starts the
     command as pid 2: an orphan reparented to init is never pid 2, so this tells
     the main process apart even after it has gone. Raises nothing."""
-    for child in _children(lxc_pid):
+    for child in children(lxc_pid):
         if _nspid(child) != 1:
             continue
-        kids = _children(child)
+        kids = children(child)
         main = next((k for k in kids if _nspid(k) == 2), None)
         return child, main, main is None and bool(kids)
     return None, None, False

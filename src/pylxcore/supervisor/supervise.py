@@ -4,8 +4,12 @@ process that started it (like Docker's containerd-shim or podman's conmon).
 It runs ``lxc-execute`` as its ``run.spec`` says (see runspec), writes the
 container's stdout and stderr apart with timestamps into its log (see
 logfile), records in ``state.json`` that the container runs, then its exit
-code and whether the kernel OOM-killed it (see state, oom). Then it exits,
-removing the container first when it was run with auto-removal.
+code and whether the kernel OOM-killed it (see state, oom). As its
+``policy.spec`` says (see policy), it starts the container again after it
+ended, and runs its healthcheck meanwhile (see health); it appends what
+happens (start, die, oom, health_status) to the store's events log (see
+events). Then it exits, removing the container first when it was run with
+auto-removal.
 
 When liblxc cannot start the container (lxc-execute fails before the main
 process exists), the supervisor answers START_FAILED and liblxc's ERROR lines
@@ -20,10 +24,13 @@ import select
 import time
 
 from pylxcore.procs import Child, process_start_time
+from pylxcore.supervisor.events import append_event
+from pylxcore.supervisor.health import HealthCheck
 from pylxcore.supervisor.logfile import STDERR, STDOUT, LogWriter
 from pylxcore.supervisor.lxcexec import died_in_setup, end_container, find_pids, lxc_errors, start_failure
 from pylxcore.supervisor.mounts import leave_mount_namespace, userns_rootfs
 from pylxcore.supervisor.oom import OomWatch
+from pylxcore.supervisor.policy import STOP_MARK, Backoff, PolicySpec, should_restart
 from pylxcore.supervisor.protocol import OK, START_FAILED
 from pylxcore.supervisor.runspec import RUN_SPEC, RunSpec, UsernsSpec
 from pylxcore.supervisor.state import STATE_FILE, write_state
@@ -33,137 +40,116 @@ if TYPE_CHECKING:
     from typing import NoReturn
 
 
-def supervise(ctrdir: str, spec: RunSpec, ready_fd: int) -> int:
-    """Run the container at ``ctrdir`` as ``spec`` says and supervise it to
-    its end; the exit status for this process. Answers on ``ready_fd`` (see
-    protocol): OK once the main process runs, else the error. Raises OSError
-    when even its state cannot be written."""
-    state_path = os.path.join(ctrdir, STATE_FILE)
-    lxc_log = os.path.join(ctrdir, "lxc.log")
+class _Run:
+    """One run of lxc-execute: the process, its output pipes, and the
+    container's init and main process (pids, and pidfds once it runs)."""
+
+    __slots__ = ("gone", "init", "init_fd", "main", "main_fd", "out_r", "err_r", "proc")
+
+    def __init__(self, proc: Child, out_r: int, err_r: int) -> None:
+        self.proc, self.out_r, self.err_r = proc, out_r, err_r
+        self.init: int | None = None
+        self.main: int | None = None
+        self.init_fd: int | None = None
+        self.main_fd: int | None = None
+        self.gone = False
+
+
+def _launch(spec: RunSpec, lxc_log: str) -> _Run | str:
+    """Start lxc-execute as ``spec`` says and wait until the main process
+    runs (or the container already ended); the run, else why it could not
+    start: liblxc's ERROR lines after START_FAILED, or an ``error:`` line.
+    Raises OSError."""
     # Emptied of the last run's lines, and 0600 like the log: liblxc appends
     # to it, and would create it 0640.
     fd = os.open(lxc_log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     os.fchmod(fd, 0o600)
     os.close(fd)
-    log = LogWriter(ctrdir, spec.log_max_size, spec.log_max_files)
-    host_mnt_ns = None
-    if UsernsSpec.exists(ctrdir):
-        # Keep a way back to the host's mount namespace: nothing may touch the
-        # container's dir while the idmapped image layers are mounted in it.
-        host_mnt_ns = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            userns_rootfs(ctrdir)
-        except OSError as err:
-            leave_mount_namespace(host_mnt_ns)
-            msg = f"error: cannot mount the container's root for its user namespace: {err}"
-            os.write(ready_fd, msg.encode())
-            return 1
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
     try:
-        proc = Child(spec.argv, devnull, out_w, err_w, spec.env)
+        run = _Run(Child(spec.argv, devnull, out_w, err_w, spec.env), out_r, err_r)
     except OSError as err:
-        os.write(ready_fd, f"error: cannot run {spec.argv[0]}: {err}".encode())
-        return 1
-    os.close(out_w)
-    os.close(err_w)
-    os.close(devnull)
+        os.close(out_r)
+        os.close(err_r)
+        return f"error: cannot run {spec.argv[0]}: {err}"
+    finally:
+        os.close(out_w)
+        os.close(err_w)
+        os.close(devnull)
     # Report "started" only once the main process exists (or the container
     # already failed): callers may signal it the moment start() returns.
-    init = main = None
-    gone = died = False
+    proc = run.proc
+    died = False
     turns = 0
     deadline = time.monotonic() + 30
     while proc.poll() is None and time.monotonic() < deadline:
-        init, main, gone = find_pids(proc.pid)
-        if main is not None or gone:
+        run.init, run.main, run.gone = find_pids(proc.pid)
+        if run.main is not None or run.gone:
             break
         turns += 1
         # Every few ms only (it is rare, and this loop is on every start's path).
-        if init is not None and turns % 32 == 0 and died_in_setup(init, spec.argv[0]):
+        if run.init is not None and turns % 32 == 0 and died_in_setup(run.init, spec.argv[0]):
             died = True
             break
         time.sleep(0.0002)
-    if main is None and not gone:
+    if run.main is None and not run.gone:
         failure = start_failure(proc, lxc_log, died)
         if failure is not None:
             os.close(out_r)  # lxc-execute's own words: the same as lxc.log's
             os.close(err_r)
-            if host_mnt_ns is not None:
-                leave_mount_namespace(host_mnt_ns)
-            log.close()
-            log.release()
-            # It never ran: the container stays as it was (created, or exited
-            # from its last run), and without a run.spec a removal knows that
-            # nothing of it can be running.
-            try:
-                os.unlink(os.path.join(ctrdir, RUN_SPEC))
-            except FileNotFoundError:
-                pass
-            # Whole lines, in one write that a pipe keeps in one piece (PIPE_BUF).
-            answer = START_FAILED + b"\n" + failure.encode(errors="replace")
-            os.write(ready_fd, answer[: answer.rfind(b"\n", 0, 4000)] if len(answer) > 4000 else answer)
-            return 1
-    init_fd = main_fd = None
+            return (START_FAILED + b"\n").decode() + failure
     try:
-        if init is not None:
-            init_fd = os.pidfd_open(init)
-        if main is not None:
-            main_fd = os.pidfd_open(main)
+        if run.init is not None:
+            run.init_fd = os.pidfd_open(run.init)
+        if run.main is not None:
+            run.main_fd = os.pidfd_open(run.main)
     except OSError:  # it has exited already
         pass
-    oom = OomWatch(spec.oom_path if init is not None else "")
-    me = os.getpid()
-    state: dict[str, object] = {
-        "status": "running",
-        "shim_pid": me,
-        "shim_start": process_start_time(me),
-        "lxc_pid": proc.pid,
-        "init_pid": init,
-        "main_pid": main,
-        "started_at": time.time(),
-        "finished_at": None,
-        "exit_code": None,
-        "oom_killed": False,
-    }
-    # Not fsync'ed (it is on every start's path): after a power cut nothing
-    # runs any more, so a lost "running" record costs nothing. The exit code
-    # at the end is written durably.
-    try:
-        write_state(state_path, state, durable=False)
-    except OSError:
-        log.release()
-        write_state(state_path, state, durable=False)
-    os.write(ready_fd, OK)
-    os.close(ready_fd)
+    return run
 
-    MAIN, OOM = 0, 3  # noqa: N806
-    streams = {out_r: STDOUT, err_r: STDERR}
+
+def _pump(run: _Run, spec: RunSpec, log: LogWriter, health: HealthCheck | None) -> tuple[int, bool]:
+    """Write the run's output into the log (and run its healthcheck) until
+    lxc-execute has ended; (its exit code, whether the kernel OOM-killed a
+    process of the container)."""
+    oom = OomWatch(spec.oom_path if run.init is not None else "")
+    MAIN, OOM, HEALTH = 0, 3, 4  # noqa: N806
+    streams = {run.out_r: STDOUT, run.err_r: STDERR}
     poller = select.poll()
     for fd in streams:
         poller.register(fd, select.POLLIN)
-    if main_fd is not None:
-        streams[main_fd] = MAIN
-        poller.register(main_fd, select.POLLIN)
-    elif gone or (main is not None and init_fd is not None):
-        end_container(init_fd)  # the main process is gone already
+    if run.main_fd is not None:
+        streams[run.main_fd] = MAIN
+        poller.register(run.main_fd, select.POLLIN)
+    elif run.gone or (run.main is not None and run.init_fd is not None):
+        end_container(run.init_fd)  # the main process is gone already
     if oom.fd is not None:
         streams[oom.fd] = OOM
         poller.register(oom.fd, oom.events)
-    while out_r in streams or err_r in streams:
-        events = poller.poll(5 if oom.pending else None)
+    while run.out_r in streams or run.err_r in streams:
+        wait = 5 if oom.pending else None
+        if health is not None:
+            wait = min(wait or 1 << 30, health.wait_ms())
+        events = poller.poll(wait)
         if oom.pending:
             oom.check()
         for fd, _ in events:
-            kind = streams.get(fd)
+            kind = streams.get(fd, HEALTH if health is not None and fd in health.fds else None)
             if kind == MAIN:
                 # liblxc's init waits for every orphan before it exits; Docker's
                 # rule (and ours) is that the container ends with its main process.
                 poller.unregister(fd)
                 del streams[fd]
                 os.close(fd)
-                end_container(init_fd)
+                if health is not None:
+                    health.stop(poller)
+                    health = None
+                end_container(run.init_fd)
+                continue
+            if kind == HEALTH and health is not None:
+                health.on_fd(fd, poller)
                 continue
             if kind == OOM:
                 if not oom.check(event=True):
@@ -182,32 +168,163 @@ def supervise(ctrdir: str, spec: RunSpec, ready_fd: int) -> int:
                 os.close(fd)
                 continue
             log.write(kind, data)
-    code = proc.wait()
+        if health is not None:
+            health.tick(poller)
+    if health is not None:
+        health.stop(poller)
+    code = run.proc.wait()
+    oom.check()
+    oom.close()
+    if oom.pending and code == 137:
+        oom.killed = True  # the OOM began, SIGKILL came, the cgroup went before the count
+    if run.init_fd is not None:
+        os.close(run.init_fd)
+    if run.main_fd is not None and run.main_fd in streams:
+        os.close(run.main_fd)
+    if code < 0:  # lxc-execute itself killed by a signal
+        code = 128 - code
+    return code, oom.killed
+
+
+def _pause(mark: str, seconds: float) -> bool:
+    """Wait ``seconds`` before a restart; False as soon as the user stopped
+    the container meanwhile (``mark`` exists: see policy.STOP_MARK)."""
+    end = time.monotonic() + seconds
+    while not os.path.exists(mark):
+        left = end - time.monotonic()
+        if left <= 0:
+            return True
+        time.sleep(min(left, 0.05))
+    return False
+
+
+def supervise(ctrdir: str, spec: RunSpec, ready_fd: int) -> int:
+    """Run the container at ``ctrdir`` as ``spec`` says and supervise it to
+    its end, restarting it and checking its health as its policy.spec says;
+    the exit status for this process. Answers on ``ready_fd`` (see
+    protocol): OK once the main process runs, else the error. Raises OSError
+    when even its state cannot be written."""
+    state_path = os.path.join(ctrdir, STATE_FILE)
+    lxc_log = os.path.join(ctrdir, "lxc.log")
+    mark = os.path.join(ctrdir, STOP_MARK)
+    policy = PolicySpec.read(ctrdir)
+    name = os.path.basename(ctrdir.rstrip("/"))
+
+    def event(action: str, **attributes: str) -> None:
+        if policy.events:
+            ctr_id, image = policy.ctr_id, policy.image
+            append_event(policy.events, action, ctr_id=ctr_id, name=name, image=image, attributes=attributes)
+
+    log = LogWriter(ctrdir, spec.log_max_size, spec.log_max_files)
+    host_mnt_ns = None
+    if UsernsSpec.exists(ctrdir):
+        # Keep a way back to the host's mount namespace: nothing may touch the
+        # container's dir while the idmapped image layers are mounted in it.
+        host_mnt_ns = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            userns_rootfs(ctrdir)
+        except OSError as err:
+            leave_mount_namespace(host_mnt_ns)
+            msg = f"error: cannot mount the container's root for its user namespace: {err}"
+            os.write(ready_fd, msg.encode())
+            return 1
+    me = os.getpid()
+    state: dict[str, object] = {"status": "running", "shim_pid": me, "shim_start": process_start_time(me)}
+    backoff = Backoff()
+    restarts = 0
+    code = 0
+    while True:
+        run = _launch(spec, lxc_log)
+        if isinstance(run, str) and ready_fd >= 0:
+            if host_mnt_ns is not None:
+                leave_mount_namespace(host_mnt_ns)
+            log.close()
+            log.release()
+            # It never ran: the container stays as it was (created, or exited
+            # from its last run), and without a run.spec a removal knows that
+            # nothing of it can be running.
+            try:
+                os.unlink(os.path.join(ctrdir, RUN_SPEC))
+            except FileNotFoundError:
+                pass
+            # Whole lines, in one write that a pipe keeps in one piece (PIPE_BUF).
+            answer = run.encode(errors="replace")
+            os.write(ready_fd, answer[: answer.rfind(b"\n", 0, 4000)] if len(answer) > 4000 else answer)
+            return 1
+        if isinstance(run, str):  # a restart that failed: the last run's end stands
+            log.write(STDERR, f"[pylxcore] cannot restart the container: {run}\n".encode())
+            state["status"] = "exited"
+            break
+        began = time.monotonic()
+        health = None
+        if policy.health_argv:
+            state["health"] = "starting"
+
+            def on_status(status: str) -> None:
+                state["health"] = status
+                write_state(state_path, state, durable=False)
+                event(f"health_status: {status}")
+
+            health = HealthCheck(ctrdir, policy, on_status)
+        state.update(
+            status="running",
+            lxc_pid=run.proc.pid,
+            init_pid=run.init,
+            main_pid=run.main,
+            started_at=time.time(),
+            finished_at=None,
+            exit_code=None,
+            oom_killed=False,
+            restart_count=restarts,
+        )
+        # Not fsync'ed (it is on every start's path): after a power cut nothing
+        # runs any more, so a lost "running" record costs nothing. The exit code
+        # at the end is written durably.
+        try:
+            write_state(state_path, state, durable=False)
+        except OSError:
+            log.release()
+            write_state(state_path, state, durable=False)
+        event("start")
+        if ready_fd >= 0:
+            os.write(ready_fd, OK)
+            os.close(ready_fd)
+            ready_fd = -1
+        code, oom_killed = _pump(run, spec, log, health)
+        if code != 0:
+            # When liblxc itself failed (bad mount, missing command), say so in the
+            # container's stderr instead of leaving only an exit code.
+            for line in lxc_errors(lxc_log)[-5:]:
+                log.write(STDERR, f"[liblxc] {line}\n".encode())
+        again = should_restart(policy.restart, code, restarts, os.path.exists(mark))
+        state.update(
+            status="restarting" if again else "exited",
+            finished_at=time.time(),
+            exit_code=code,
+            oom_killed=oom_killed,
+        )
+        # The state before the events: whoever reads it on "die" finds the end.
+        # (Durably at the very end, below.)
+        write_state(state_path, state, durable=False)
+        if oom_killed:
+            event("oom")
+        event("die", exitCode=str(code))
+        if not again:
+            break
+        if not _pause(mark, backoff.next(time.monotonic() - began)):
+            state["status"] = "exited"
+            break
+        restarts += 1
     if host_mnt_ns is not None:
         # Back to the host's mounts: the namespace with the idmapped layers
         # dies with its last process (lxc-execute has gone), before anything
         # (auto-removal) deletes the container's dir.
         leave_mount_namespace(host_mnt_ns)
-    oom.check()
-    oom.close()
-    if oom.pending and code == 137:
-        oom.killed = True  # the OOM began, SIGKILL came, the cgroup went before the count
-    if init_fd is not None:
-        os.close(init_fd)
-    if main_fd is not None and main_fd in streams:
-        os.close(main_fd)
-    if code < 0:  # lxc-execute itself killed by a signal
-        code = 128 - code
-    if code != 0:
-        # When liblxc itself failed (bad mount, missing command), say so in the
-        # container's stderr instead of leaving only an exit code.
-        for line in lxc_errors(lxc_log)[-5:]:
-            log.write(STDERR, f"[liblxc] {line}\n".encode())
     log.close()
     log.release()  # the container is gone: its last word needs the room now
-    state.update(status="exited", finished_at=time.time(), exit_code=code, oom_killed=oom.killed)
     if spec.auto_remove:
         _remove_dir(ctrdir)
+        event("destroy")
     else:
         write_state(state_path, state)
     return 0
