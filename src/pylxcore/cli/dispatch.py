@@ -11,6 +11,7 @@ import importlib
 import sys
 
 from pylxcore.cli.output import (
+    EXIT_CANNOT_EXECUTE,
     EXIT_ERROR,
     EXIT_INTERRUPTED,
     EXIT_NOT_FOUND,
@@ -60,12 +61,19 @@ def run(argv: list[str] | None = None) -> int:
 
 
 def _exit_code(err: Exception, code: int) -> int:
-    """125 (``run``, ``exec``) becomes 127 when the command is not in the container (as docker)."""
-    if code == EXIT_NOT_RUN:
-        from pylxcore.runtime.programs import PROGRAM_NOT_FOUND  # (only a failed run or exec needs it)
+    """As docker: a program that cannot start makes ``run`` exit 127 (not in
+    the container) or 126 (not executable) instead of 125, and ``exec``
+    126 instead of 1."""
+    # (only a failed run or exec needs these)
+    from pylxcore.runtime.programs import EXEC_FAILED, PROGRAM_NOT_EXECUTABLE, PROGRAM_NOT_FOUND
 
-        if getattr(err, "detail", None) == PROGRAM_NOT_FOUND:
-            return EXIT_NOT_FOUND
+    detail = getattr(err, "detail", None)
+    if detail == EXEC_FAILED:
+        return EXIT_CANNOT_EXECUTE
+    if code == EXIT_NOT_RUN and detail == PROGRAM_NOT_FOUND:
+        return EXIT_NOT_FOUND
+    if code == EXIT_NOT_RUN and detail == PROGRAM_NOT_EXECUTABLE:
+        return EXIT_CANNOT_EXECUTE
     return code
 
 

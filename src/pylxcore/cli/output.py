@@ -20,6 +20,7 @@ EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_NOT_RUN = 125  # run/exec: pylxcore failed before the command ran
+EXIT_CANNOT_EXECUTE = 126  # run: the command is there but cannot be executed
 EXIT_NOT_FOUND = 127  # run: the command is not in the container
 EXIT_INTERRUPTED = 130
 

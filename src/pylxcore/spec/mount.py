@@ -7,14 +7,20 @@ from typing import Any
 import attrs
 
 from pylxcore.errors import SpecError
-from pylxcore.spec.validate import absolute_path, type_name
+from pylxcore.spec.validate import absolute_path, type_name, volume_name
 
 __all__ = ["Mount"]
 
 
 # Validators take Any: they exist to catch values of the wrong type.
 def _check_mount_source(_inst: object, _attr: object, value: Any) -> None:
-    absolute_path(value, "mount.source")
+    if value != "":  # (none: a volume's, filled in when the container is made)
+        absolute_path(value, "mount.source")
+
+
+def _check_volume(_inst: object, _attr: object, value: Any) -> None:
+    if value is not None:
+        volume_name(value, "mount.volume")
 
 
 def _check_mount_target(_inst: object, _attr: object, value: Any) -> None:
@@ -32,18 +38,26 @@ def _check_bool(_inst: object, attr: attrs.Attribute[Any], value: Any) -> None:
 
 @attrs.frozen
 class Mount:
-    """A host path bind-mounted into a container: ``Mount("/srv/data", "/data", read_only=True)``.
+    """A host path bind-mounted into a container: ``Mount("/srv/data", "/data", read_only=True)``;
+    or a volume of the engine's (``engine.volumes``), made on first use:
+    ``Mount(volume="data", target="/data")``.
 
     Whether ``source`` exists is checked when the container starts, not here.
 
     Raises:
-        SpecError: (key ``mount.source``/``mount.target``/``mount.read_only``)
-            when a path is not absolute, the target contains ``..``, or a type is wrong.
+        SpecError: (key ``mount.source``/``mount.target``/``mount.read_only``/``mount.volume``)
+            when a path is not absolute, the target contains ``..``, a volume's name is
+            bad, neither a source nor a volume is given, or a type is wrong.
     """
 
-    source: str = attrs.field(validator=_check_mount_source)
-    target: str = attrs.field(validator=_check_mount_target)
+    source: str = attrs.field(default="", validator=_check_mount_source)
+    target: str = attrs.field(default="", validator=_check_mount_target)
     read_only: bool = attrs.field(default=False, validator=_check_bool)
+    volume: str | None = attrs.field(default=None, kw_only=True, validator=_check_volume)
+
+    def __attrs_post_init__(self) -> None:
+        if not self.source and self.volume is None:
+            raise SpecError("expected an absolute path, or volume=NAME", key="mount.source")
 
     @classmethod
     def parse(cls, text: str) -> Mount:

@@ -21,12 +21,20 @@ from pylxcore.errors import SpecError
 __all__ = [
     "absolute_path",
     "command",
+    "duration",
     "env",
     "env_name",
     "env_value",
     "has_control_chars",
+    "hostname",
     "labels",
+    "network_name",
+    "paths",
+    "ports",
+    "published_ports",
     "relative_path",
+    "restart_policy",
+    "stop_signal",
     "type_name",
     "user",
     "workdir",
@@ -209,3 +217,209 @@ def command(value: object, key: str = "cmd") -> tuple[str, ...] | None:
     if not argv[0]:
         raise SpecError("the program name is empty", key=f"{key}[0]")
     return argv
+
+
+# --------------------------------------------------------------------------
+# The rest of an image's runtime config: ports, volumes, stop signal, durations
+# --------------------------------------------------------------------------
+
+_PORT_RE = re.compile(r"([0-9]{1,5})(?:/(tcp|udp|sctp))?")
+
+
+def ports(value: object, key: str = "exposed_ports") -> tuple[str, ...]:
+    """Exposed ports as Docker writes them ("80/tcp", "53/udp"): a port alone
+    (int or digits) means tcp. Sorted, each once. Ranges are not taken: say each port."""
+    if value is None:
+        return ()
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
+        raise SpecError(f"expected a list of ports like '80/tcp', got {type_name(value)}", key=key)
+    out = set()
+    for i, item in enumerate(value):
+        text = str(item) if isinstance(item, int) and not isinstance(item, bool) else item
+        match = _PORT_RE.fullmatch(text) if isinstance(text, str) else None
+        if match is None or not 1 <= int(match.group(1)) <= 65535:
+            raise SpecError(
+                f"expected a port from 1 to 65535, optionally /tcp, /udp or /sctp, got {item!r}",
+                key=f"{key}[{i}]",
+            )
+        out.add(f"{int(match.group(1))}/{match.group(2) or 'tcp'}")
+    return tuple(sorted(out, key=lambda p: (int(p.split("/")[0]), p)))
+
+
+def paths(value: object, key: str) -> tuple[str, ...]:
+    """A list of absolute paths (an image's volumes), each once, in the order given."""
+    if value is None:
+        return ()
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
+        raise SpecError(f"expected a list of absolute paths, got {type_name(value)}", key=key)
+    out: list[str] = []
+    for i, item in enumerate(value):
+        path = absolute_path(item, f"{key}[{i}]")
+        if path not in out:
+            out.append(path)
+    return tuple(out)
+
+
+_SIGNAL_RE = re.compile(r"(?:SIG)?[A-Z][A-Z0-9]*(?:[+-][0-9]{1,2})?|[0-9]{1,2}", re.IGNORECASE)
+
+
+def stop_signal(value: object, key: str = "stop_signal") -> str | None:
+    """A signal as Docker's ``StopSignal`` holds it ("SIGTERM", "TERM", "15"),
+    kept as written; the runtime says whether this host has it."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not _SIGNAL_RE.fullmatch(value):
+        raise SpecError(f"expected a signal name like 'SIGTERM' or a number, got {value!r}", key=key)
+    return value
+
+
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ns|us|µs|ms|s|m|h)")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def duration(value: object, key: str) -> float:
+    """Seconds (an int or float >= 0), or Go's duration text ("30s", "1m30s",
+    "500ms"), as Docker's healthcheck options take it. 0 means "the default"."""
+    seconds: float
+    if isinstance(value, bool):
+        seconds = -1.0
+    elif isinstance(value, (int, float)):
+        seconds = float(value)
+    elif isinstance(value, str) and value.strip():
+        text, seconds, pos = value.strip(), 0.0, 0
+        while pos < len(text):
+            match = _DURATION_PART.match(text, pos)
+            if match is None:
+                if text == "0":
+                    break
+                raise SpecError(
+                    f"expected seconds or a duration like '30s', '1m30s' or '500ms', got {value!r}", key=key
+                )
+            seconds += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+            pos = match.end()
+    else:
+        raise SpecError(
+            f"expected seconds or a duration like '30s', got {value!r} ({type_name(value)})", key=key
+        )
+    if not 0 <= seconds < 1e9:  # (NaN fails this too)
+        raise SpecError(f"expected a duration of 0 or more seconds, got {value!r}", key=key)
+    return seconds
+
+
+_RESTART_RE = re.compile(r"(no|always|unless-stopped)|on-failure(?::([0-9]{1,9}))?")
+
+
+def restart_policy(value: object, key: str = "restart") -> str:
+    """Docker's restart policy: "no", "always", "unless-stopped",
+    "on-failure" or "on-failure:N" (at most N restarts; 0 or none: no
+    limit). None means "no". Returned as written, "on-failure:0" as "on-failure"."""
+    if value is None:
+        return "no"
+    match = _RESTART_RE.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        raise SpecError(
+            "expected a restart policy 'no', 'always', 'unless-stopped', 'on-failure' or"
+            f" 'on-failure:N', got {value!r}",
+            key=key,
+        )
+    if match.group(1):
+        return match.group(1)
+    retries = int(match.group(2) or 0)
+    return f"on-failure:{retries}" if retries else "on-failure"
+
+
+# --------------------------------------------------------------------------
+# Networks
+# --------------------------------------------------------------------------
+
+_NETWORK_NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}")
+# RFC 1123 host names: dot-separated labels of letters, digits and inner hyphens.
+_HOST_LABEL_RE = re.compile(r"[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?")
+
+
+def volume_name(value: object, key: str = "volume") -> str:
+    """A volume's name, as docker takes it: ``[a-zA-Z0-9][a-zA-Z0-9_.-]+``, at most 128 characters."""
+    if not isinstance(value, str) or not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{1,127}", value):
+        raise SpecError(
+            f"invalid volume name {value!r}: expected 2 to 128 characters of letters, digits, '_', '.'"
+            " or '-', the first a letter or digit",
+            key=key,
+        )
+    return value
+
+
+def network_name(value: object, key: str = "network") -> str:
+    """A network's name: a letter or digit, then letters, digits, "_", "." or
+    "-", at most 63 in all (like Docker's)."""
+    if not isinstance(value, str) or not _NETWORK_NAME_RE.fullmatch(value):
+        raise SpecError(
+            f"expected a network name (a letter or digit, then letters, digits, '_', '.' or '-';"
+            f" at most 63), got {value!r}",
+            key=key,
+        )
+    return value
+
+
+def hostname(value: object, key: str = "hostname") -> str:
+    """A host name or alias a container answers to (RFC 1123: dot-separated
+    labels of letters, digits and inner hyphens; at most 253 characters)."""
+    if (
+        not isinstance(value, str)
+        or not 0 < len(value) <= 253
+        or not all(_HOST_LABEL_RE.fullmatch(label) for label in value.split("."))
+    ):
+        raise SpecError(
+            f"expected a host name (letters, digits, inner '-', labels joined by '.'), got {value!r}", key=key
+        )
+    return value
+
+
+def _host_ip(value: object, key: str) -> str:
+    import ipaddress  # (deferred: only published ports need it)
+
+    try:
+        ip = ipaddress.ip_address(value) if isinstance(value, str) else None
+    except ValueError:
+        ip = None
+    if ip is None or ip.version != 4:
+        raise SpecError(f"expected a host IPv4 address like '127.0.0.1', got {value!r}", key=key)
+    return str(ip)
+
+
+def _host_port(value: object, key: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        raise SpecError(
+            f"expected a host port from 1 to 65535 (or None for a free one), got {value!r}", key=key
+        )
+    return value
+
+
+def published_ports(value: object, key: str = "ports") -> list[tuple[str, str, int | None]]:
+    """Ports to publish, as ``containers.run(ports=...)`` takes them (docker-py's
+    form): ``{"80/tcp": 8080}``, ``{"80": ("127.0.0.1", 8080)}``, ``{"53/udp":
+    None}`` (a free host port), or a list of those values for one container
+    port. Returns sorted ``(container port "80/tcp", host ip, host port or
+    None)``; host ip "0.0.0.0" means every host address. tcp and udp only."""
+    if value is None:
+        return []
+    if not isinstance(value, Mapping):
+        raise SpecError(f"expected a mapping like {{'80/tcp': 8080}}, got {type_name(value)}", key=key)
+    out = set()
+    for cport, binding in value.items():
+        (port,) = ports([cport], key=key)
+        if port.endswith("/sctp"):
+            raise SpecError(f"only tcp and udp ports can be published, not {cport!r}", key=f"{key}.{cport}")
+        bindings = binding if isinstance(binding, list) else [binding]
+        for b in bindings:
+            if isinstance(b, tuple) and len(b) == 2:
+                ip, hport = _host_ip(b[0], f"{key}.{cport}"), _host_port(b[1], f"{key}.{cport}")
+            elif isinstance(b, tuple) and len(b) == 1:
+                ip, hport = _host_ip(b[0], f"{key}.{cport}"), None
+            else:
+                ip, hport = "0.0.0.0", _host_port(b, f"{key}.{cport}")
+            out.add((port, ip, hport))
+    return sorted(out, key=lambda t: (t[0], t[1], t[2] or 0))

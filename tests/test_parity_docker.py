@@ -1,0 +1,206 @@
+"""The Docker-parity commands against Docker 20.10 itself (tests/peers.py):
+the same image in both, the same commands, the same answers: exit codes of
+programs that cannot run, ``diff`` after the same changes, ``cp`` results.
+
+One dockerd for the module (it costs seconds to start).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from pylxcore import Engine
+from pylxcore.spec import Image
+from tests.conftest import require_lxc
+from tests.peers import DockerPeer, docker_missing, dockerd
+
+REPO = Path(__file__).resolve().parent.parent
+IN_CI = os.environ.get("CI") == "true"
+IMAGE = "test/parity:1"
+CHANGES = ("echo new > /newfile && rm /data/base && mkdir -p /newdir/sub && echo x >> /etc/passwd"
+           " && rm -r /home")
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def both(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Engine, DockerPeer]]:
+    why = docker_missing()
+    if why is not None:
+        if IN_CI:
+            pytest.fail(f"{why}: required under CI=true")
+        pytest.skip(why)
+    require_lxc()
+    base = tmp_path_factory.mktemp("parity")
+    engine = Engine(root=base / "pxroot")
+    engine.images.build(Image(IMAGE, base="busybox", cmd=["sleep", "3600"],
+                              layers=["mkdir -p /data /home/u && echo base > /data/base"]))
+    try:
+        with dockerd(base / "docker") as peer:
+            save = subprocess.Popen([sys.executable, "-m", "pylxcore", "--root", str(engine.store.root),
+                                     "save", "--format", "docker-archive", IMAGE],
+                                    stdout=subprocess.PIPE, cwd=REPO)
+            load = subprocess.run([peer.docker, "load"], stdin=save.stdout, env=peer.env, capture_output=True,
+                                  text=True, timeout=300, check=False)
+            assert save.wait(timeout=300) == 0 and load.returncode == 0, load.stderr
+            yield engine, peer
+    finally:
+        for c in engine.containers.list(all=True):
+            c.remove(force=True)
+        engine.close()
+
+
+def ours(engine: Engine, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([sys.executable, "-m", "pylxcore", "--root", str(engine.store.root), *args],
+                          input=stdin, capture_output=True, cwd=REPO, timeout=120, check=False)
+
+
+def theirs(peer: DockerPeer, *args: str) -> subprocess.CompletedProcess[str]:
+    return peer.run(*args, check=False)
+
+
+def test_exit_codes_of_programs_that_cannot_run(both: tuple[Engine, DockerPeer]) -> None:
+    engine, peer = both
+    for argv in (["/nope"], ["nope"], ["/etc/passwd"], ["/etc"], ["sh", "-c", "exit 3"]):
+        mine = ours(engine, "run", "--rm", IMAGE, *argv)
+        docker = theirs(peer, "run", "--rm", "--network", "none", IMAGE, *argv)
+        assert mine.returncode == docker.returncode, (argv, mine.stderr, docker.stderr)
+        if mine.returncode in (126, 127):
+            assert argv[0].encode() in mine.stderr
+    mine = ours(engine, "run", "--rm", "no/such-image:1", "true")
+    docker = theirs(peer, "run", "--rm", "--network", "none", "--pull", "never", "no/such-image:1", "true")
+    assert mine.returncode == docker.returncode == 125
+
+
+def test_diff_and_cp_match(both: tuple[Engine, DockerPeer], tmp_path: Path) -> None:
+    engine, peer = both
+    ours(engine, "run", "-d", "--name", "par1", IMAGE)
+    theirs(peer, "run", "-d", "--network", "none", "--name", "par1", IMAGE)
+    for run in (lambda *a: ours(engine, *a), lambda *a: theirs(peer, *a)):
+        assert run("exec", "par1", "sh", "-c", CHANGES).returncode == 0
+    mine = ours(engine, "diff", "par1").stdout.decode().splitlines()
+    docker = theirs(peer, "diff", "par1").stdout.splitlines()
+    assert sorted(mine) == sorted(docker), (mine, docker)  # (docker's order varies)
+    # cp both ways: the same files, modes and contents.
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "sub" / "f").write_text("f\n")
+    os.chmod(src / "sub" / "f", 0o751)
+    os.symlink("sub/f", src / "ln")
+    for run in (lambda *a: ours(engine, *a), lambda *a: theirs(peer, *a)):
+        assert run("cp", str(src), "par1:/data/").returncode == 0
+        assert run("cp", str(src / "sub" / "f"), "par1:/data/renamed").returncode == 0
+    listing = "cd /data && find . | sort | xargs stat -c '%n %a %u %s %F'"
+    assert ours(engine, "exec", "par1", "sh", "-c", listing).stdout.decode() == \
+        theirs(peer, "exec", "par1", "sh", "-c", listing).stdout
+    for who, run in (("ours", lambda *a: ours(engine, *a)), ("theirs", lambda *a: theirs(peer, *a))):
+        assert run("cp", "par1:/data", str(tmp_path / who)).returncode == 0
+        assert run("cp", "par1:/data/.", str(tmp_path / f"{who}-contents")).returncode == 0
+        assert run("cp", "par1:/data/renamed", str(tmp_path / f"{who}-file")).returncode == 0
+        assert run("cp", "par1:/data/src/ln", str(tmp_path / f"{who}-link")).returncode == 0
+        assert run("cp", "-L", "par1:/data/src/ln", str(tmp_path / f"{who}-followed")).returncode == 0
+
+    def tree(top: Path) -> list[tuple[str, int, bool]]:
+        return sorted((str(p.relative_to(top)), stat.S_IMODE(p.lstat().st_mode), p.is_symlink())
+                      for p in top.rglob("*"))
+
+    assert tree(tmp_path / "ours") == tree(tmp_path / "theirs")
+    assert tree(tmp_path / "ours-contents") == tree(tmp_path / "theirs-contents")
+    assert (tmp_path / "ours-file").read_text() == (tmp_path / "theirs-file").read_text() == "f\n"
+    assert os.readlink(tmp_path / "ours-link") == os.readlink(tmp_path / "theirs-link") == "sub/f"
+    for who in ("ours", "theirs"):
+        followed = tmp_path / f"{who}-followed"
+        assert not followed.is_symlink() and followed.read_text() == "f\n", who
+    missing_mine = ours(engine, "cp", "par1:/nope", str(tmp_path / "x"))
+    missing_docker = theirs(peer, "cp", "par1:/nope", str(tmp_path / "x"))
+    assert missing_mine.returncode == missing_docker.returncode == 1
+
+
+def test_inspect_format_and_ps_filters_match(both: tuple[Engine, DockerPeer]) -> None:
+    engine, peer = both
+    runs = (lambda *a: ours(engine, *a), lambda *a: theirs(peer, *a))
+    for run in runs:
+        run("run", "--network", "none", "--name", "ex3", IMAGE, "sh", "-c", "exit 3")
+    theirs(peer, "run", "-d", "--network", "none", "--name", "up1", "--label", "k=v", IMAGE)
+    engine.containers.run(IMAGE, name="up1", labels={"k": "v"}, detach=True)  # (run has no --label yet)
+    queries = [
+        ("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}} {{.State.Running}} {{json .Config.Cmd}}"
+         " {{.Name}}", "ex3", "up1"),
+        ("inspect", "-f", "{{range .Config.Env}}{{.}};{{end}} {{if .State.Running}}up{{else}}down{{end}}",
+         "up1"),
+        ("ps", "-a", "--filter", "status=exited", "--filter", "name=ex", "--format", "{{.Names}} {{.State}}"),
+        ("ps", "--filter", "exited=3", "--format", "{{.Names}}"),
+        ("ps", "--filter", "label=k=v", "--format", "table {{.Names}}\t{{.Image}}"),
+        ("ps", "-n", "1", "--format", "{{.Names}}"),
+        ("ps", "-a", "--filter", "ancestor=" + IMAGE, "--filter", "status=running", "--format", "{{.Names}}"),
+    ]
+    for query in queries:
+        mine, docker = ours(engine, *query), theirs(peer, *query)
+        assert (mine.returncode, mine.stdout.decode()) == (docker.returncode, docker.stdout), query
+
+
+def test_volumes_create_wait_commit_match(both: tuple[Engine, DockerPeer]) -> None:
+    engine, peer = both
+    runs = (lambda *a: ours(engine, *a), lambda *a: theirs(peer, *a))
+    for run in runs:
+        assert run("volume", "create", "pv1").returncode == 0
+        assert run("run", "--rm", "--network", "none", "-v", "pv1:/v", IMAGE, "sh", "-c",
+                   "echo kept > /v/a").returncode == 0
+        assert run("create", "--network", "none", "--name", "cw", "-v", "pv1:/v:ro", IMAGE, "sh", "-c",
+                   "cat /v/a; exit 5").returncode == 0
+        assert run("run", "-d", "--network", "none", "--name", "cc", IMAGE).returncode == 0
+        assert run("exec", "cc", "sh", "-c", "echo committed > /c && rm /data/base").returncode == 0
+        assert run("commit", "-c", "CMD cat /c", "cc", "test/committed:1").returncode == 0
+        changes = ("-c", 'ENTRYPOINT ["echo"]', "-c", 'CMD ["a"]')
+        assert run("commit", *changes, "cc", "test/ep:1").returncode == 0
+        assert run("create", "--network", "none", "--name", "epc", "test/ep:1", "b").returncode == 0
+    queries = [
+        ("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "cw"),
+        ("start", "cw"),
+        ("wait", "cw"),
+        ("logs", "cw"),
+        ("volume", "ls", "--format", "{{.Name}} {{.Driver}}"),
+        ("volume", "inspect", "-f", "{{.Name}} {{.Driver}} {{.Scope}}", "pv1"),
+        ("volume", "rm", "pv1"),  # in use by cw: refused
+        ("run", "--rm", "--network", "none", "test/committed:1"),
+        ("run", "--rm", "--network", "none", "test/committed:1", "ls", "/data"),
+        ("inspect", "-f", "{{json .Config.Cmd}}", "test/committed:1"),
+        ("run", "--rm", "--network", "none", "-v", "filled:/data", IMAGE, "sh", "-c",
+         "cat /data/base; stat -c '%a %u' /data; echo more > /data/more"),
+        ("run", "--rm", "--network", "none", "-v", "filled:/elsewhere", IMAGE, "ls", "/elsewhere"),
+        ("volume", "create", "made-first"),
+        ("run", "--rm", "--network", "none", "-v", "made-first:/data", IMAGE, "sh", "-c",
+         "ls /data; rm /data/*"),
+        ("run", "--rm", "--network", "none", "-v", "made-first:/data", IMAGE, "ls", "/data"),
+        ("inspect", "-f", "{{json .Config.Entrypoint}} {{json .Config.Cmd}}", "epc", "test/ep:1"),
+        ("run", "--rm", "--network", "none", "test/ep:1"),
+        ("rename", "cw", "cw2"),
+        ("inspect", "-f", "{{.Name}} {{.State.ExitCode}}", "cw2"),
+        ("logs", "cw2"),
+    ]
+    for query in queries:
+        mine, docker = ours(engine, *query), theirs(peer, *query)
+        assert (mine.returncode, mine.stdout.decode()) == (docker.returncode, docker.stdout), query
+    # (images made in the same second: docker's order among them varies)
+    query = ("images", "--filter", "reference=test/*", "--format", "{{.Repository}}:{{.Tag}}")
+    mine, docker = ours(engine, *query), theirs(peer, *query)
+    assert sorted(mine.stdout.decode().splitlines()) == sorted(docker.stdout.splitlines())
+
+
+def test_exec_exit_codes_match(both: tuple[Engine, DockerPeer]) -> None:
+    engine, peer = both
+    for run in (lambda *a: ours(engine, *a), lambda *a: theirs(peer, *a)):
+        assert run("run", "-d", "--network", "none", "--name", "ex", IMAGE).returncode == 0
+        assert run("create", "--network", "none", "--name", "never", IMAGE).returncode == 0
+    for query in (["ex", "/nope"], ["ex", "nope"], ["ex", "/etc/passwd"], ["ex", "sh", "-c", "exit 7"],
+                  ["-u", "nobody:nosuchgroup", "ex", "true"], ["-u", "nosuchuser", "ex", "true"],
+                  ["never", "true"], ["nosuch", "true"]):
+        mine, docker = ours(engine, "exec", *query), theirs(peer, "exec", *query)
+        assert mine.returncode == docker.returncode, (query, mine.stderr, docker.stderr)
