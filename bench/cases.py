@@ -22,6 +22,7 @@ from baselines import LXCTools, RawLXC, children, floor_argv, wait_for_file
 from docker import Docker, dockerfile
 from podman import Podman, containerfile
 from timing import Row, Sample, absolute, at_most, clocked, faster, info, medians
+from transfer import case_export_memory, case_export_oci, case_export_xz
 
 from pylxcore import Container, Engine, Image, Layer
 
@@ -487,6 +488,13 @@ class Round:
                        note=f"{peer} not measured: {self.why[peer]}")
         return faster(case, measure, self.m["px"], label, self.m[peer], factor)
 
+    def at_most(self, case: str, measure: str, label: str, peer: str, limit: float) -> Row:
+        """A "≤ limit× the peer's time" row, or one saying why the peer was not measured."""
+        if peer in self.why:
+            return Row(case, measure, self.m["px"], "s", label, None, None, "", f"≤ {limit:g}×", None,
+                       note=f"{peer} not measured: {self.why[peer]}")
+        return at_most(case, measure, self.m["px"], label, self.m[peer], limit)
+
 
 def _peer(why_not: str | None, make: Callable[[], Sample]) -> Sample | str:
     """A peer's Sample from ``make`` (which may set things up first), or why it cannot be measured."""
@@ -591,6 +599,31 @@ def case_cli_ps(ctx: Ctx) -> list[Row]:
                      r.m["docker"])]
 
 
+# -- Dockerfile builds, cp and commit: whole-process CLIs against docker (bench/peer_cases.py) --
+
+
+def case_dockerfile_build(ctx: Ctx) -> list[Row]:
+    from peer_cases import dockerfile_build  # (it imports this module's helpers)
+
+    return dockerfile_build(ctx)
+
+
+def case_cp_commit(ctx: Ctx) -> list[Row]:
+    from peer_cases import cp_commit
+
+    return cp_commit(ctx)
+
+
+# -- registry --------------------------------------------------------------------
+
+
+def case_registry(ctx: Ctx) -> list[Row]:
+    from registry_case import pull_push  # (a module of its own: it runs docker-registry)
+
+    big, size = _big_image(ctx)
+    return pull_push(ctx, big, size)
+
+
 CASES: dict[str, Callable[[Ctx], list[Row]]] = {
     "run_rm": case_run_rm,
     "exec": case_exec,
@@ -603,4 +636,10 @@ CASES: dict[str, Callable[[Ctx], list[Row]]] = {
     "cli_run_rm": case_cli_run_rm,
     "cli_rebuild_cached": case_cli_rebuild_cached,
     "cli_ps": case_cli_ps,
+    "dockerfile_build": case_dockerfile_build,
+    "cp_commit": case_cp_commit,
+    "registry": case_registry,
+    "export_oci": case_export_oci,
+    "export_xz": case_export_xz,
+    "export_memory": case_export_memory,
 }

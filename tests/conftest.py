@@ -74,6 +74,8 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
     yield eng
     for c in eng.containers.list(all=True):
         c.remove(force=True)
+    if (eng.root / "networks").is_dir():
+        eng.networks.prune()  # their bridges, rules and DNS servers are on the host
     eng.close()
     leftovers = _our_cgroups(eng.store.root_id) + _our_mounts(eng.root)
     assert not leftovers, f"left behind: {leftovers}"

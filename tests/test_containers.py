@@ -70,7 +70,7 @@ def tree_digest(root: Path) -> str:
 
 
 def layer_dirs(engine: Engine, image: str) -> list[Path]:
-    return [engine.store.layer_dir(k) for k in engine.images.record(image)["layers"]]
+    return [engine.store.layer_dir(k) for k in engine.images.record(image).layers]
 
 
 def our_processes(engine: Engine) -> list[str]:

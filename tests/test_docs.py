@@ -275,7 +275,7 @@ def _heading_object(text: str) -> tuple[str, Any, str | None]:
     assert m, f"api.md heading {text!r} is not 'Name' or 'Name(params)'"
     dotted, params = m.group(1), m.group(2)
     first, *rest = dotted.split(".")
-    modules = ("images", "runtime.containers", "runtime.check")
+    modules = ("images", "runtime.containers", "runtime.check", "network.collection", "volumes")
     homes = [pylxcore, *(importlib.import_module(f"pylxcore.{m}") for m in modules)]
     obj = next((getattr(mod, first) for mod in homes if hasattr(mod, first)), _NO_OBJECT)
     assert obj is not _NO_OBJECT, f"api.md: {first!r} is not a name in pylxcore"

@@ -13,6 +13,7 @@ from pylxcore import Engine, LXCError, Mount
 from pylxcore.build.bases import tree_digest
 from pylxcore.runtime import userns as userns_module
 from pylxcore.runtime.userns import subordinate_ids
+from pylxcore.supervisor.mounts import USERNS_ROOTFS
 from tests.conftest import until
 
 SLEEPER = ["sleep", "3600"]
@@ -114,5 +115,5 @@ def test_run_remove_cycles_leave_nothing(engine: Engine, busybox: str) -> None:
     engine.close()
     assert Path("/proc/self/mountinfo").read_text() == mounts_before
     assert os.listdir(engine.store.containers_dir) == []
-    # The host's /run/pylxcore is only the empty dir each namespace mounts a tmpfs on.
-    assert os.listdir("/run/pylxcore") == []
+    # Each namespace makes USERNS_ROOTFS in a tmpfs of its own: the host never has it.
+    assert not os.path.exists(USERNS_ROOTFS)

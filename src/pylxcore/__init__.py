@@ -31,18 +31,22 @@ if TYPE_CHECKING:
         InvalidState,
         LimitError,
         LXCError,
+        NetworkNotFound,
         NotFound,
         PylxcoreError,
+        RegistryError,
         SpecError,
         StorageError,
         TimeoutExpired,
+        VolumeNotFound,
     )
     from pylxcore.images import BuiltImage, ImageConfig
     from pylxcore.runtime.cgroups import Stats
     from pylxcore.runtime.container import Container, ContainerState
+    from pylxcore.runtime.events import Event
     from pylxcore.runtime.exec import ExecResult, ExecStream
     from pylxcore.runtime.logs import LogEntry
-    from pylxcore.spec import Image, Layer, Limits, Mount
+    from pylxcore.spec import Healthcheck, Image, Layer, Limits, Mount
 
 # The public names, and the module each lives in. They load on first use
 # (PEP 562): the command line answers an unchanged build from its record
@@ -54,6 +58,7 @@ _HOMES = {
     "ContainerState": "runtime.container",
     "ExecResult": "runtime.exec",
     "ExecStream": "runtime.exec",
+    "Event": "runtime.events",
     "LogEntry": "runtime.logs",
     "Stats": "runtime.cgroups",
     "Engine": "engine",
@@ -66,13 +71,17 @@ _HOMES = {
     "InvalidState": "errors",
     "LimitError": "errors",
     "LXCError": "errors",
+    "NetworkNotFound": "errors",
     "NotFound": "errors",
     "PylxcoreError": "errors",
+    "RegistryError": "errors",
     "SpecError": "errors",
     "StorageError": "errors",
     "TimeoutExpired": "errors",
+    "VolumeNotFound": "errors",
     "BuiltImage": "images",
     "ImageConfig": "images",
+    "Healthcheck": "spec",
     "Image": "spec",
     "Layer": "spec",
     "Limits": "spec",
@@ -103,6 +112,7 @@ __all__ = [
     "Layer",
     "Limits",
     "Mount",
+    "Healthcheck",
     "BuiltImage",
     "ImageConfig",
     "StepResult",
@@ -111,6 +121,7 @@ __all__ = [
     "ContainerState",
     "ExecResult",
     "ExecStream",
+    "Event",
     "LogEntry",
     "Stats",
     "PruneReport",
@@ -119,6 +130,8 @@ __all__ = [
     "NotFound",
     "ImageNotFound",
     "ContainerNotFound",
+    "NetworkNotFound",
+    "VolumeNotFound",
     "Conflict",
     "InvalidState",
     "BuildError",
@@ -127,5 +140,6 @@ __all__ = [
     "StorageError",
     "LXCError",
     "TimeoutExpired",
+    "RegistryError",
     "__version__",
 ]

@@ -17,8 +17,13 @@ from pylxcore.runtime.liblxc import available
 from pylxcore.store import Store
 
 if TYPE_CHECKING:
+    from typing import Iterator, Mapping, Sequence
+
     from pylxcore.images import ImageCollection
+    from pylxcore.network.collection import NetworkCollection
     from pylxcore.runtime.check import CheckReport
+    from pylxcore.runtime.events import Event
+    from pylxcore.volumes import VolumeCollection
 
 DEFAULT_ROOT = "/var/lib/pylxcore"
 
@@ -67,6 +72,20 @@ class Engine:
 
         return ImageCollection(self)
 
+    @functools.cached_property
+    def volumes(self) -> VolumeCollection:
+        """This root's named volumes (made on first use, like ``images``)."""
+        from pylxcore.volumes import VolumeCollection
+
+        return VolumeCollection(self)
+
+    @functools.cached_property
+    def networks(self) -> NetworkCollection:
+        """This root's bridge networks (made on first use, like ``images``)."""
+        from pylxcore.network.collection import NetworkCollection
+
+        return NetworkCollection(self)
+
     @property
     def root(self) -> Path:
         return self.store.root
@@ -80,6 +99,25 @@ class Engine:
         their supervisors run on; the engine stays usable. Raises nothing."""
         close_zygote(self.store.containers_dir)
 
+    def events(
+        self,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        filters: Mapping[str, str | Sequence[str]] | None = None,
+        follow: bool = False,
+    ) -> Iterator[Event]:
+        """What happened to this root's containers (create, start, die, oom,
+        kill, stop, restart, health_status, destroy, exec_start), oldest
+        first: from ``since`` to ``until`` (unix times; None: from the first,
+        to now); with ``follow``, then as they happen, until ``until`` (None:
+        until the caller stops iterating). ``filters``: ``container`` (name
+        or id), ``event`` (action), ``image``, ``type``, each a string or a
+        list of them. Raises SpecError for a bad filter."""
+        from pylxcore.runtime.events import read_events
+
+        return read_events(self.store, since=since, until=until, filters=filters, follow=follow)
+
     def __enter__(self) -> Engine:
         return self
 
@@ -91,7 +129,7 @@ class Engine:
         for image_id in self.store.image_ids():
             record = self.store.get_image_record(image_id)
             if record:
-                keys.update(record["layers"])
+                keys.update(record.layers)
         keys.update(self.containers._layers_in_use())
         return keys
 
@@ -105,10 +143,36 @@ class Engine:
                 removed.append(key)
         return removed
 
+    def login(
+        self,
+        registry: str,
+        username: str,
+        password: str,
+        *,
+        ca_file: str | os.PathLike[str] | None = None,
+        insecure: bool = False,
+    ) -> Path:
+        """Check ``username``/``password`` against ``registry`` (host[:port]; Docker
+        Hub is "docker.io") and keep them in docker's config.json
+        (``$DOCKER_CONFIG`` or ``~/.docker/config.json``), where pulls and pushes,
+        and docker, find them. Returns that file's path. Raises RegistryError
+        (refused credentials, TLS, transport), SpecError, StorageError."""
+        from pylxcore.transfer.registry import api
+
+        return api.login(registry, username, password, ca_file=ca_file, insecure=insecure)
+
+    def logout(self, registry: str) -> bool:
+        """Forget the credentials docker's config.json keeps for ``registry``;
+        whether there were any. Raises SpecError, StorageError."""
+        from pylxcore.transfer.registry import api
+
+        return api.logout(registry)
+
     def check(self, *, repair: bool = True) -> CheckReport:
         """Check the store and (by default) repair what a killed process left
         half-done: staging dirs and temp files of dead processes, orphaned build
-        containers, containers whose supervisor died, leftover cgroups; and
+        containers, containers whose supervisor died, leftover cgroups, the addresses, rules,
+        links and DNS names of networked containers that are gone; and
         it closes a root an older pylxcore left open to other host users. Work
         of live processes is left alone. Returns what was repaired and what is
         still wrong (``report.consistent``). Raises StorageError."""

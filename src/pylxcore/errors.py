@@ -15,6 +15,8 @@ __all__ = [
     "NotFound",
     "ImageNotFound",
     "ContainerNotFound",
+    "NetworkNotFound",
+    "VolumeNotFound",
     "Conflict",
     "InvalidState",
     "BuildError",
@@ -23,6 +25,7 @@ __all__ = [
     "StorageError",
     "LXCError",
     "TimeoutExpired",
+    "RegistryError",
 ]
 
 
@@ -88,6 +91,14 @@ class ImageNotFound(NotFound):
 
 class ContainerNotFound(NotFound):
     """No container by that name or id."""
+
+
+class NetworkNotFound(NotFound):
+    """No network by that name."""
+
+
+class VolumeNotFound(NotFound):
+    """No volume by that name."""
 
 
 class Conflict(PylxcoreError):
@@ -230,3 +241,17 @@ class TimeoutExpired(PylxcoreError, TimeoutError):
 
     def __init__(self, message: str, *, operation: str = "", timeout: float | None = None) -> None:
         super().__init__(message, operation=operation, timeout=timeout)
+
+
+class RegistryError(PylxcoreError):
+    """A container registry refused or failed: authentication, TLS, transport, or
+    content that does not match its digest. Fields: ``registry`` (host[:port]),
+    ``status`` (the HTTP status, 0 when there was no answer), ``reason`` (the
+    registry's own message, or the transport's)."""
+
+    registry: str
+    status: int
+    reason: str
+
+    def __init__(self, message: str, *, registry: str = "", status: int = 0, reason: str = "") -> None:
+        super().__init__(message, registry=registry, status=status, reason=reason)

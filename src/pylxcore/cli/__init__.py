@@ -19,10 +19,22 @@ One module per job, and a command loads only its own:
 - ``attach``      following a container's output on ours (run attached, logs -f)
 - ``images``      build, images, rmi, tag, save, load, export, prune
 - ``completion``  the bash completion script
+- ``files``       cp, diff, commit, top, export (a container's files)
+- ``parity``      create, wait, pause, unpause, rename, history, info, version, the
+                  image/container/system groups and the prunes
+- ``volumes``     volume create, ls, rm, inspect, prune
+- ``gotemplate``  the Go-template subset of --format and inspect -f (pure)
+- ``dockershape`` containers and images as Docker's documents, for templates
+- ``psfilter``, ``imagefilter``, ``timespec``  ps and images --filter, --since/--until
+- ``registry``    pull, push, login, logout
+- ``networks``    network create, ls, rm, inspect, connect, disconnect, prune; port; -p
+- ``events``      events (the store's events log, followed)
+- ``terminal``    a terminal in raw mode for exec -it, its size followed
 
 Exit codes follow Docker's: 0 for success, 1 for an error, 2 for bad usage,
-125 when ``run``/``exec`` failed before the command ran (otherwise they pass
-the command's own exit code through), 127 when the command is not in the
+125 when ``run``/``create`` failed before the command ran (otherwise they pass
+the command's own exit code through), 126 when the command cannot be
+executed (``exec``: cannot start), 127 when the command is not in the
 container, 130 on Ctrl-C. docs/cli.md is the reference.
 """
 

@@ -23,7 +23,7 @@ from pylxcore.cli.output import (
     write_bytes,
 )
 from pylxcore.engine import Engine
-from pylxcore.errors import ContainerNotFound, ImageNotFound, NotFound, PylxcoreError
+from pylxcore.errors import ContainerNotFound, ImageNotFound, NotFound, PylxcoreError, SpecError
 from pylxcore.runtime.container import ContainerState
 from pylxcore.spec.sizes import human_size
 
@@ -34,6 +34,15 @@ if TYPE_CHECKING:
 
 def cmd_ps(args: argparse.Namespace) -> int:
     """``ps``: running containers (``-a``: all), newest first."""
+    from pylxcore.cli import psfilter  # (docker's --filter, -n, -l, -s and templates)
+
+    engine = Engine(root=args.root)
+
+    def image_id(ref: str) -> str | None:
+        return engine.images.get(ref).id if engine.images.exists(ref) else None
+
+    listed = list(reversed(engine.containers.list(all=psfilter.wants_all(args))))
+    listed = psfilter.select(listed, args, image_id)
     # The handles as listed: their state was read once, just now.
     rows: list[dict[str, Any]] = [
         {
@@ -46,7 +55,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
             "status": _status(container),
             "exit_code": container.exit_code,
         }
-        for container in reversed(Engine(root=args.root).containers.list(all=args.all))
+        for container in listed
     ]
     width: int | None = None if args.no_trunc else 12
     if args.quiet:
@@ -54,6 +63,16 @@ def cmd_ps(args: argparse.Namespace) -> int:
             print(row["id"][:width])
     elif args.format == "json":
         print_json_lines(rows)
+    elif args.format != "table":
+        from pylxcore.cli.dockershape import ps_row
+
+        docker_rows = [ps_row(c, _status(c)) for c in listed]
+        if args.size:
+            for row, c in zip(docker_rows, listed):
+                row["Size"] = psfilter.size_text(c)
+        text = psfilter.render_rows(args.format, docker_rows)
+        if text:
+            print(text)
     else:
         headers = ("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES")
         cells = []
@@ -63,7 +82,11 @@ def cmd_ps(args: argparse.Namespace) -> int:
                 command = truncate(command, 20)
             cid, created = row["id"][:width], ago(row["created"])
             cells.append((cid, row["image"], f'"{command}"', created, row["status"], row["name"]))
-        print(table(headers, cells))
+        if args.size:
+            sized = [(*cell, psfilter.size_text(c)) for cell, c in zip(cells, listed)]
+            print(table((*headers, "SIZE"), sized))
+        else:
+            print(table(headers, cells))
     return EXIT_OK
 
 
@@ -74,30 +97,48 @@ def _status(container: Container) -> str:
         return "Created"
     if container.state in (ContainerState.RUNNING, ContainerState.FROZEN):
         text = "Up " + human_duration(now - (container.started_at or now))
+        if container.health is not None:  # Docker's words
+            text += " (health: starting)" if container.health == "starting" else f" ({container.health})"
         return text + " (Paused)" if container.state is ContainerState.FROZEN else text
     code = "?" if container.exit_code is None else str(container.exit_code)
-    return f"Exited ({code}) {ago(container.finished_at)}".rstrip()
+    word = "Restarting" if container.state is ContainerState.RESTARTING else "Exited"
+    return f"{word} ({code}) {ago(container.finished_at)}".rstrip()
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
     """``logs NAME``: the main process's stdout to our stdout, its stderr to our stderr."""
     container = Engine(root=args.root).containers.get(args.name)
-    if args.follow:
+    if args.follow and args.since is None and args.until is None:
         follow_logs(container, tail=args.tail, timestamps=args.timestamps)
         return EXIT_OK
+    from pylxcore.cli.timespec import parse_time
     from pylxcore.runtime.logs import last_lines, render  # (ps and the rest need no log code)
 
+    if args.follow:
+        raise SpecError("--since and --until read the log as it is: not with -f", key="logs")
+    since = parse_time(args.since, key="--since") if args.since else None
+    until = parse_time(args.until, key="--until") if args.until else None
+    entries = [e for e in container.log_entries(since=since) if until is None or e.time < until]
     # The last lines over both streams, in the order they were written; each
     # entry to the stream it came from.
-    for entry in last_lines(container.log_entries(), args.tail):
+    for entry in last_lines(entries, args.tail):
         out = sys.stdout if entry.stream == "stdout" else sys.stderr
         write_bytes(out, b"".join(render([entry], args.timestamps)))
     return EXIT_OK
 
 
 def cmd_start(args: argparse.Namespace) -> int:
-    """``start NAME...``: start stopped containers."""
+    """``start NAME...``: start stopped containers. ``--all-restartable``: those
+    with restart policy always or unless-stopped (unless their user stopped
+    them), as Docker's daemon does when it starts: for a host's boot."""
     containers = Engine(root=args.root).containers
+    if args.all_restartable:
+        for container in containers.start_restartable():
+            print(container.name)
+        return EXIT_OK
+    if not args.names:
+        print("pylxcore: error: start: give containers' names, or --all-restartable", file=sys.stderr)
+        return EXIT_ERROR
     return each(args, lambda name: containers.get(name).start())
 
 
@@ -134,25 +175,36 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     code = EXIT_OK
     for ref in args.names:
         try:
-            found.append(_inspect_one(engine, ref, args.type))
+            found.append(_inspect_one(engine, ref, args.type, docker=args.format is not None))
         except NotFound as err:
             report_error(err, args.debug)
             code = EXIT_ERROR
+    if args.format is not None:
+        from pylxcore.cli.gotemplate import render  # (docker's documents through a Go template)
+
+        for doc in found:
+            print(render(args.format, doc))
+        return code
     print(json.dumps(found, indent=4, default=str))
     return code
 
 
-def _inspect_one(engine: Engine, ref: str, kind: str | None) -> dict[str, Any]:
+def _inspect_one(engine: Engine, ref: str, kind: str | None, *, docker: bool = False) -> dict[str, Any]:
+    """``ref``'s document: pylxcore's, or with ``docker`` the shape of Docker's (for -f)."""
+    from pylxcore.cli import dockershape  # (only inspect -f needs Docker's shape)
+
     if kind in (None, "container"):
         try:
-            return engine.containers.get(ref).inspect()
+            ctr = engine.containers.get(ref)
+            return dockershape.container_document(ctr) if docker else ctr.inspect()
         except ContainerNotFound:
             if kind == "container":
                 raise
     from pylxcore.cli.images import image_info  # (only an image's inspect needs it)
 
     try:
-        return image_info(engine.images.get(ref))
+        image = engine.images.get(ref)
+        return dockershape.image_document(image) if docker else image_info(image)
     except ImageNotFound:
         if kind == "image":
             raise

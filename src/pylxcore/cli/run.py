@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 from typing import TYPE_CHECKING, Any, Sequence
 
 from pylxcore.cli.attach import follow_logs
-from pylxcore.cli.output import EXIT_ERROR, EXIT_OK, write_bytes
+from pylxcore.cli.networks import publish_options
+from pylxcore.cli.output import EXIT_ERROR, EXIT_OK
 from pylxcore.engine import Engine
 from pylxcore.errors import ContainerNotFound, PylxcoreError, SpecError
 from pylxcore.spec import Limits, Mount
 
 if TYPE_CHECKING:
     from pylxcore.runtime.container import Container
+    from pylxcore.spec.healthcheck import Healthcheck
 
 
 def parse_env(items: Sequence[str]) -> dict[str, str]:
@@ -34,8 +35,14 @@ def parse_env(items: Sequence[str]) -> dict[str, str]:
 
 
 def parse_volume(text: str) -> Mount:
-    """``-v SRC:DST[:ro|rw]``; a relative SRC is taken from the current folder."""
+    """``-v SRC:DST[:ro|rw]``; a relative SRC is taken from the current
+    folder; a SRC that is a name (no ``/``, not ``.``) is a volume's."""
     source, sep, rest = text.partition(":")
+    if sep and source and "/" not in source and not source.startswith("."):
+        target, _, mode = rest.partition(":")
+        if mode not in ("", "ro", "rw"):
+            raise SpecError(f"expected NAME:TARGET[:ro|rw], got {text!r}", key="mount")
+        return Mount(volume=source, target=target, read_only=mode == "ro")
     if sep and source and not source.startswith("/"):
         text = os.path.abspath(source) + ":" + rest
     return Mount.parse(text)
@@ -58,25 +65,57 @@ def parse_log_opts(items: Sequence[str]) -> dict[str, Any]:
     return options
 
 
+def parse_health(args: argparse.Namespace) -> Healthcheck | None:
+    """``--health-cmd`` and its options (Docker's) as a Healthcheck;
+    ``--no-healthcheck``: NONE; else None (the image's). The library checks the values."""
+    from pylxcore.spec.healthcheck import Healthcheck
+
+    if args.no_healthcheck:
+        return Healthcheck(["NONE"])
+    if args.health_cmd is None:
+        return None
+    return Healthcheck(
+        ("CMD-SHELL", args.health_cmd),
+        interval=args.health_interval,
+        timeout=args.health_timeout,
+        retries=args.health_retries,
+        start_period=args.health_start_period,
+    )
+
+
 def _limits(args: argparse.Namespace) -> Limits | None:
     values = {key: getattr(args, key) for key in ("memory", "cpus", "pids") if getattr(args, key) is not None}
     return Limits(**values) if values else None
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    """``run IMAGE [CMD...]``: create and start a container; attached unless ``-d``."""
-    engine = Engine(root=args.root)
-    options: dict[str, Any] = {
+def container_options(engine: Engine, args: argparse.Namespace) -> dict[str, Any]:
+    """``run``'s (and ``create``'s) options as the library's keyword arguments."""
+    return {
         "name": args.name,
         "env": parse_env(args.env),
         "mounts": [parse_volume(v) for v in args.volume],
         "limits": _limits(args),
-        "network": args.network,
         "workdir": args.workdir,
         "user": args.user,
+        "entrypoint": args.entrypoint,
         "userns": args.userns,
         **parse_log_opts(args.log_opt),
+        "restart": args.restart,
+        "healthcheck": parse_health(args),
+        "labels": parse_labels(args.label),
+        **publish_options(engine, args),
     }
+
+
+def parse_labels(items: Sequence[str]) -> dict[str, str]:
+    """``-l KEY=VALUE`` labels (a bare KEY: an empty value, as docker); the library checks them."""
+    return {key: value for key, _, value in (item.partition("=") for item in items)}
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """``run IMAGE [CMD...]``: create and start a container; attached unless ``-d``."""
+    engine = Engine(root=args.root)
+    options = container_options(engine, args)
     command = args.command or None
     container: Container
     if args.detach:
@@ -119,19 +158,26 @@ def _interrupt(container: Container) -> None:
 
 def cmd_exec(args: argparse.Namespace) -> int:
     """``exec NAME CMD...``: run a command in a running container; its exit code is ours."""
+    from pylxcore.cli.terminal import relay
+
     container = Engine(root=args.root).containers.get(args.name)
-    stdin = sys.stdin.buffer.read() if args.interactive else None
-    stream = container.exec_stream(
-        args.command, env=parse_env(args.env), workdir=args.workdir, user=args.user, stdin=stdin
-    )
+    env = parse_env(args.env)
+    if args.tty and "TERM" in os.environ:
+        env.setdefault("TERM", os.environ["TERM"])
+    if args.command and container.status() == "running":
+        from pylxcore.runtime.programs import check_exec  # (docker's 126, with the program named)
+
+        check_exec(container, args.command, env, args.workdir)
     try:
-        for name, chunk in stream:
-            write_bytes(sys.stdout if name == "stdout" else sys.stderr, chunk)
-    except KeyboardInterrupt:
-        try:
-            os.kill(stream.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        stream.wait()
-        raise
-    return stream.wait()
+        stream = container.exec_stream(
+            args.command, env=env, workdir=args.workdir, user=args.user, stdin=args.interactive, tty=args.tty
+        )
+    except SpecError as err:
+        if err.key != "user":
+            raise
+        # docker exec: a user the container lacks cannot start the process (126).
+        from pylxcore.errors import LXCError
+        from pylxcore.runtime.programs import EXEC_FAILED
+
+        raise LXCError(str(err), operation="exec", container=container.name, detail=EXEC_FAILED) from None
+    return relay(stream, interactive=args.interactive, tty=args.tty)

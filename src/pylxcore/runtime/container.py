@@ -9,6 +9,7 @@ its exit code.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import os
 import select
@@ -21,20 +22,35 @@ import attrs
 from pylxcore.errors import ContainerNotFound, InvalidState, LimitError, LXCError, TimeoutExpired
 from pylxcore.procs import process_start_time
 from pylxcore.runtime.cgroups import Stats, frozen, read_stats
-from pylxcore.runtime.exec import ExecResult, ExecStream
+from pylxcore.runtime.events import record_event
+from pylxcore.runtime.exec import ExecResult, ExecStream, container_pty
+from pylxcore.runtime.files import ContainerFiles
 from pylxcore.runtime.liblxc import NOT_RUNNING
 from pylxcore.runtime.lxcconfig import DEFAULT_PATH
 from pylxcore.runtime.programs import command_argv
 from pylxcore.runtime.rootfs import LayerStack
 from pylxcore.runtime.signals import signal_number
+from pylxcore.runtime.state import StateRecord
 from pylxcore.runtime.users import lookup_user
 from pylxcore.spec.sizes import human_size
 from pylxcore.store import read_json
+from pylxcore.store.records import ContainerRecord
 from pylxcore.supervisor.lxcexec import find_pids
+from pylxcore.supervisor.policy import STOP_MARK
+from pylxcore.supervisor.state import STATE_FILE
 
 if TYPE_CHECKING:
     from pylxcore.runtime.containers import ContainerCollection
     from pylxcore.runtime.logs import LogEntry
+
+
+def published(ports: Sequence[Sequence[Any]]) -> dict[str, list[tuple[str, int]]]:
+    """A container's published ports as its record keeps them
+    ([["80/tcp", "0.0.0.0", 8080], …]), as docker-py shows them."""
+    out: dict[str, list[tuple[str, int]]] = {}
+    for cport, ip, port in ports:
+        out.setdefault(cport, []).append((ip, port))
+    return out
 
 
 class ContainerState(str, enum.Enum):
@@ -43,11 +59,12 @@ class ContainerState(str, enum.Enum):
     CREATED = "created"
     RUNNING = "running"
     FROZEN = "paused"
+    RESTARTING = "restarting"  # ended; its supervisor starts it again after a back-off
     EXITED = "exited"
 
 
 @attrs.define(eq=False)
-class Container:
+class Container(ContainerFiles):
     """A handle on one container. ``state``, ``exit_code`` and ``oom_killed``
     are as of the last ``reload()`` (every method that changes the container
     reloads); they never do I/O on attribute access."""
@@ -64,6 +81,11 @@ class Container:
     oom_killed: bool = False
     started_at: float | None = attrs.field(default=None, repr=False)
     finished_at: float | None = attrs.field(default=None, repr=False)
+    # Fixed at creation (``networks.connect`` aside): {"80/tcp": [("0.0.0.0", 8080)]}.
+    ports: dict[str, list[tuple[str, int]]] = attrs.field(factory=dict, repr=False)
+    ip_address: str | None = attrs.field(default=None, repr=False)  # on its first network
+    restart_count: int = attrs.field(default=0, repr=False)  # restarts by its policy, this start
+    health: str | None = None  # "starting", "healthy", "unhealthy"; None: no healthcheck
 
     # -- reading -------------------------------------------------------------
 
@@ -71,27 +93,20 @@ class Container:
     def dir(self) -> Path:
         return self._collection._dir(self.name)
 
-    def _meta(self) -> dict[str, Any]:
+    def _meta(self) -> ContainerRecord:
+        """What it was created with. Raises ContainerNotFound, StorageError."""
         try:
-            data: dict[str, Any] = read_json(self.dir / "meta.json")
+            return ContainerRecord.read(self.dir / "meta.json")
         except FileNotFoundError:
             raise ContainerNotFound(f"container {self.name!r} no longer exists", name=self.name) from None
-        return data
 
-    def _raw_state(self) -> dict[str, Any] | None:
+    def _raw_state(self) -> StateRecord | None:
+        """What its supervisor last wrote; None before its first start.
+        Raises ContainerNotFound, StorageError (a newer pylxcore's state)."""
         try:
-            data: dict[str, Any] = read_json(self.dir / "state.json")
+            return StateRecord.read(self.dir / STATE_FILE)
         except FileNotFoundError:
-            if not self.dir.exists():
-                raise ContainerNotFound(f"container {self.name!r} no longer exists", name=self.name) from None
-            return None
-        except ValueError:
-            return None
-        return data
-
-    def _shim_alive(self, st: dict[str, Any]) -> bool:
-        pid = st.get("shim_pid")
-        return pid is not None and process_start_time(int(pid)) == st.get("shim_start")
+            raise ContainerNotFound(f"container {self.name!r} no longer exists", name=self.name) from None
 
     def reload(self) -> Container:
         """Read the container's state from disk. Raises ContainerNotFound."""
@@ -99,30 +114,36 @@ class Container:
         if st is None:
             self.state = ContainerState.CREATED
             self.exit_code, self.oom_killed = None, False
-            self.started_at = self.finished_at = None
+            self.started_at = self.finished_at = self.health = None
+            self.restart_count = 0
             return self
         # Ask whether the supervisor lives once only: asking again could see
         # it exit and mistake a clean end for a killed supervisor.
-        alive = st.get("status") == "running" and self._shim_alive(st)
-        if st.get("status") == "running" and not alive:
+        alive = st.status == "running" and st.supervisor_alive()
+        if st.status == "running" and not alive:
             # Read again: the supervisor may have written its last word and
             # exited between our read and the liveness check.
             st = self._raw_state() or st
-        self.started_at = st.get("started_at")
-        if st.get("status") == "running" and alive:
+        self.started_at = st.started_at
+        self.restart_count, self.health = st.restart_count, st.health
+        if st.status == "restarting" and st.supervisor_alive():
+            self.state = ContainerState.RESTARTING
+            self.exit_code, self.oom_killed = st.exit_code, st.oom_killed
+            self.finished_at = st.finished_at
+        elif st.status == "running" and alive:
             paused = frozen(self._collection._cgroup_dir(self.name))
             self.state = ContainerState.FROZEN if paused else ContainerState.RUNNING
             self.exit_code, self.oom_killed, self.finished_at = None, False, None
-        elif st.get("status") == "running":
+        elif st.status == "running":
             # The supervisor died without its last word (it was killed): the
             # exit code is lost; the state is exited all the same.
             self.state = ContainerState.EXITED
             self.exit_code, self.oom_killed, self.finished_at = None, False, None
         else:
             self.state = ContainerState.EXITED
-            self.exit_code = st.get("exit_code")
-            self.oom_killed = bool(st.get("oom_killed"))
-            self.finished_at = st.get("finished_at")
+            self.exit_code = st.exit_code
+            self.oom_killed = st.oom_killed
+            self.finished_at = st.finished_at
         return self
 
     def status(self) -> str:
@@ -155,9 +176,9 @@ class Container:
 
     def _pids(self) -> tuple[int | None, int | None]:
         """(init pid, main process pid) on the host, from the supervisor's records."""
-        st = self._raw_state() or {}
-        lxc_pid = st.get("lxc_pid")
-        if not lxc_pid or not self._shim_alive(st):
+        st = self._raw_state()
+        lxc_pid = st.lxc_pid if st is not None else None
+        if st is None or not lxc_pid or not st.supervisor_alive():
             return None, None
         # The main process is pid 2 of the container, not init's first child:
         # once it has gone, an orphan reparented to init would be taken for it.
@@ -170,6 +191,7 @@ class Container:
         InvalidState (not running)."""
         signum = signal_number(signal)
         self._expect("kill", ContainerState.RUNNING, ContainerState.FROZEN)
+        self._stopped_by_user("kill", signal=str(signum))
         init, main = self._pids()
         # SIGKILL goes to the main process too, not to init: killing init loses
         # the exit code (lxc-execute reports 1, not 137). The supervisor then has
@@ -187,9 +209,22 @@ class Container:
     def stop(self, timeout: float = 10) -> int | None:
         """SIGTERM to the main process, SIGKILL after ``timeout`` seconds; returns
         the exit code. Raises InvalidState when it is not running."""
-        self._expect("stop", ContainerState.RUNNING, ContainerState.FROZEN)
+        self._expect("stop", ContainerState.RUNNING, ContainerState.FROZEN, ContainerState.RESTARTING)
+        self._stopped_by_user("kill", signal=str(int(signal.SIGTERM)))
         if self.state is ContainerState.FROZEN:
             self.unfreeze()
+        code = self._stop(timeout)
+        record_event(self._collection._store, self, "stop")
+        return code
+
+    def _stopped_by_user(self, action: str, **attributes: str) -> None:
+        """Tell the supervisor that the end to come is the user's, no failure
+        to restart from (see pylxcore.supervisor.policy.STOP_MARK); record ``action``."""
+        with contextlib.suppress(FileNotFoundError):
+            (self.dir / STOP_MARK).touch(mode=0o600)
+        record_event(self._collection._store, self, action, **attributes)
+
+    def _stop(self, timeout: float) -> int | None:
         init, main = self._pids()
         if main or init:
             try:
@@ -221,9 +256,11 @@ class Container:
 
     def restart(self, timeout: float = 10) -> Container:
         """Stop (if running) and start again; the writable layer is kept."""
-        if self.status() in ("running", "paused"):
+        if self.status() in ("running", "paused", "restarting"):
             self.stop(timeout=timeout)
-        return self.start()
+        self.start()
+        record_event(self._collection._store, self, "restart")
+        return self
 
     def freeze(self) -> None:
         """Freeze every process (``docker pause``). Raises InvalidState, LXCError."""
@@ -242,8 +279,9 @@ class Container:
 
     def wait(self, timeout: float | None = None) -> int | None:
         """Wait until the main process exits; return its exit code (None if the
-        supervisor was killed and the code is lost). Raises TimeoutExpired,
-        InvalidState (never started)."""
+        supervisor was killed and the code is lost). With a restart policy:
+        until it ends for good (the policy gives up, or it is stopped).
+        Raises TimeoutExpired, InvalidState (never started)."""
         self.reload()
         if self.state is ContainerState.CREATED:
             raise InvalidState(
@@ -252,9 +290,9 @@ class Container:
                 state=self.state.value,
                 operation="wait",
             )
-        st = self._raw_state() or {}
-        if self.state is not ContainerState.EXITED:
-            pid = int(st["shim_pid"])
+        st = self._raw_state()
+        if self.state is not ContainerState.EXITED and st is not None and st.shim_pid is not None:
+            pid = st.shim_pid
             try:
                 pidfd = os.pidfd_open(pid)
             except ProcessLookupError:
@@ -262,7 +300,7 @@ class Container:
             if pidfd is not None:
                 try:
                     # The pid may have been reused between reading and opening.
-                    if process_start_time(pid) == st.get("shim_start"):
+                    if process_start_time(pid) == st.shim_start:
                         ready, _, _ = select.select([pidfd], [], [], timeout)
                         if not ready:
                             raise TimeoutExpired(
@@ -279,7 +317,9 @@ class Container:
         """Delete the container and its writable layer. A running container needs
         ``force=True`` (it is killed). Raises InvalidState, ContainerNotFound."""
         self.reload()
-        if self.state in (ContainerState.RUNNING, ContainerState.FROZEN):
+        if self.state is ContainerState.RESTARTING and force:
+            self.stop(timeout=0)
+        elif self.state in (ContainerState.RUNNING, ContainerState.FROZEN, ContainerState.RESTARTING):
             if not force:
                 raise InvalidState(
                     f"cannot remove container {self.name!r}: it is {self.state.value}"
@@ -310,13 +350,17 @@ class Container:
         env: Mapping[str, str] | None = None,
         workdir: str | None = None,
         user: str | None = None,
-        stdin: bytes | None = None,
+        stdin: bytes | bool | None = None,
         timeout: float | None = None,
+        tty: bool = False,
     ) -> ExecStream:
         """Run ``cmd`` in the running container; iterate the returned stream for
         ``(stream_name, bytes)`` chunks as they come, then read ``.exit_code``.
-        Raises InvalidState (not running), SpecError (bad command or user),
-        LimitError (the container is at its pids limit: no process can start in it), LXCError."""
+        ``stdin=True`` keeps its input open (``stream.write()``); ``tty=True``
+        runs it on a terminal of the container's (``docker exec -t``; TERM
+        defaults to xterm). Raises InvalidState (not running), SpecError (bad
+        command or user), LimitError (the container is at its pids limit: no
+        process can start in it), LXCError."""
         argv = command_argv(cmd, None)
         self._expect("exec in", ContainerState.RUNNING)
         meta = self._meta()
@@ -325,23 +369,29 @@ class Container:
             # No liblxc state poll here: the supervisor reports a container
             # started only once its main process runs, so attach can go ahead.
             if user is None:
-                uid, gid = meta["uid"], meta["gid"]
+                uid, gid = meta.uid, meta.gid
             else:
                 init, _ = self._pids()
                 root = Path(f"/proc/{init}/root") if init else None
                 stack = LayerStack([root] if root else [])
                 uid, gid = lookup_user(stack, user)
             full_env = {"PATH": DEFAULT_PATH, "HOSTNAME": self.name, "HOME": "/root" if uid == 0 else "/"}
-            full_env.update(meta["env"])
+            full_env.update(meta.env)
+            if tty:
+                full_env.setdefault("TERM", "xterm")
             full_env.update(env or {})
-            return ExecStream(handle, argv, full_env, workdir or meta["workdir"], uid, gid, stdin, timeout)
+            pty = self._pty() if tty else None
+            # Docker's form: the command line in the action, an id of the exec's own.
+            action = f"exec_start: {' '.join(argv)}"
+            record_event(self._collection._store, self, action, execID=os.urandom(32).hex())
+            return ExecStream(handle, argv, full_env, workdir or meta.workdir, uid, gid, stdin, timeout, pty)
         except LXCError as err:
             # Stopped or removed by another process meanwhile: report that
             # (InvalidState, ContainerNotFound) rather than liblxc's failure.
             self._expect("exec in", ContainerState.RUNNING)
             # liblxc reports a fork that fails inside the container as it does
             # a container that is going (NOT_RUNNING): tell the pids limit first.
-            limit = meta["limits"].get("pids")
+            limit = meta.limits.pids
             if limit is not None and (read_stats(self._collection._cgroup_dir(self.name)).pids or 0) >= limit:
                 raise LimitError(
                     f"cannot exec in container {self.name!r}: it has reached its pids limit ({limit}),"
@@ -361,6 +411,20 @@ class Container:
                 ) from None
             raise
 
+    def _pty(self) -> tuple[int, int]:
+        """A new terminal of the container's own (see container_pty). Raises LXCError."""
+        init, _ = self._pids()
+        try:
+            if init is None:
+                raise OSError("its init has exited")
+            return container_pty(f"/proc/{init}/root")
+        except OSError as err:
+            raise LXCError(
+                f"cannot open a terminal in container {self.name!r}: {err}",
+                operation="exec",
+                container=self.name,
+            ) from err
+
     def exec(
         self,
         cmd: Sequence[str] | str,
@@ -370,11 +434,17 @@ class Container:
         user: str | None = None,
         stdin: bytes | None = None,
         timeout: float | None = None,
+        tty: bool = False,
     ) -> ExecResult:
         """Run ``cmd`` in the running container and wait: ``ExecResult(exit_code,
-        stdout, stderr)``. A timeout kills the command and raises TimeoutExpired.
-        Raises InvalidState, SpecError, LXCError."""
-        stream = self.exec_stream(cmd, env=env, workdir=workdir, user=user, stdin=stdin, timeout=timeout)
+        stdout, stderr)`` (with ``tty``, all its output in stdout). A timeout
+        kills the command and raises TimeoutExpired. Raises InvalidState,
+        SpecError, LXCError."""
+        if isinstance(stdin, bool):
+            raise TypeError("exec() waits for the command: give stdin as bytes (or use exec_stream)")
+        stream = self.exec_stream(
+            cmd, env=env, workdir=workdir, user=user, stdin=stdin, timeout=timeout, tty=tty
+        )
         out: list[bytes] = []
         err: list[bytes] = []
         for name, chunk in stream:
@@ -417,7 +487,7 @@ class Container:
                 since,
                 timestamps,
                 timeout,
-                running=lambda: self.status() in ("running", "paused"),
+                running=lambda: self.status() in ("running", "paused", "restarting"),
                 name=self.name,
             )
         entries = [e for e in self.log_entries(since=since) if e.stream in streams]
@@ -445,17 +515,37 @@ class Container:
             "oom_killed": self.oom_killed,
             "started_at": self.started_at,
             "finished_at": self.finished_at,
-            "created": meta["created"],
-            "command": meta["command"],
-            "env": meta["env"],
-            "workdir": meta["workdir"],
-            "user": meta["user"],
-            "network": meta["network"],
-            "limits": meta["limits"],
-            "mounts": meta["mounts"],
-            "labels": meta.get("labels", {}),
-            "userns": meta.get("userns", False),
+            "restart_policy": meta.restart,
+            "restart_count": self.restart_count,
+            "health": self._health_record(),
+            "created": meta.created,
+            "command": list(meta.command),
+            "env": dict(meta.env),
+            "workdir": meta.workdir,
+            "user": meta.user,
+            "network": meta.network,
+            "networks": meta.extra.get("networks", {}),
+            "ports": published(meta.extra.get("ports", [])),
+            "hostname": meta.extra.get("hostname"),
+            "limits": meta.limits.to_dict(),
+            "mounts": [attrs.asdict(m) for m in meta.mounts],
+            "labels": dict(meta.labels),
+            "userns": meta.userns,
             "dir": str(self.dir),
+        }
+
+    def _health_record(self) -> dict[str, Any] | None:
+        """The healthcheck's status, failing streak and last results (None: it has none)."""
+        if self.health is None:
+            return None
+        try:
+            data: dict[str, Any] = read_json(self.dir / "health.json")
+        except (FileNotFoundError, ValueError):
+            data = {}
+        return {
+            "status": self.health,
+            "failing_streak": data.get("failing_streak", 0),
+            "log": data.get("log", []),  # the last 5: start, end, exit_code, output
         }
 
     def __repr__(self) -> str:
@@ -469,9 +559,9 @@ class Container:
             ("id", self.id[:12]),
             ("image", self.image),
             ("state", self.state.value + (f" (exit {self.exit_code})" if self.exit_code is not None else "")),
-            ("command", " ".join(meta["command"])),
-            ("limits", ", ".join(f"{k}={v}" for k, v in meta["limits"].items()) or "none"),
-            ("network", meta["network"]),
+            ("command", " ".join(meta.command)),
+            ("limits", ", ".join(f"{k}={v}" for k, v in meta.limits.to_dict().items()) or "none"),
+            ("network", meta.network),
         ]
         if self.state is ContainerState.RUNNING:
             s = self.stats()

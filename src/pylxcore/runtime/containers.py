@@ -11,7 +11,9 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, NoReturn, Sequence
 
+from pylxcore._log import log
 from pylxcore.errors import (
+    Conflict,
     ContainerError,
     ContainerNotFound,
     InvalidState,
@@ -23,22 +25,36 @@ from pylxcore.errors import (
 )
 from pylxcore.runtime import liblxc
 from pylxcore.runtime.cgroups import cgroup_name, remove_cgroups
-from pylxcore.runtime.container import Container, ContainerState
+from pylxcore.runtime.container import Container, ContainerState, published
+from pylxcore.runtime.events import events_path, record_event
 from pylxcore.runtime.exec import ExecResult
 from pylxcore.runtime.failures import raise_start_failure
 from pylxcore.runtime.launch import start_supervisor
 from pylxcore.runtime.limits import host_layout
-from pylxcore.runtime.lxcconfig import split_env
+from pylxcore.runtime.lxcconfig import DEFAULT_PATH, split_env
 from pylxcore.runtime.processes import kill_and_reap, lxc_processes
-from pylxcore.runtime.programs import PROGRAM_NOT_FOUND, Command, executable_found
+from pylxcore.runtime.programs import (
+    PROGRAM_NOT_EXECUTABLE,
+    PROGRAM_NOT_FOUND,
+    Command,
+    cannot_execute,
+    executable_found,
+)
 from pylxcore.runtime.provision import DEFAULT_LOG_MAX_FILES, DEFAULT_LOG_MAX_SIZE, provision
-from pylxcore.spec import Limits, Mount, validate_container_name
-from pylxcore.store import read_json, rmtree
+from pylxcore.runtime.state import StateRecord
+from pylxcore.spec import Limits, Mount, validate, validate_container_name
+from pylxcore.spec.healthcheck import Healthcheck
+from pylxcore.store import rmtree
+from pylxcore.store.records import ContainerRecord
+from pylxcore.supervisor.events import append_event
+from pylxcore.supervisor.policy import STOP_MARK, PolicySpec
 from pylxcore.supervisor.protocol import OK, start_failure_lines
 from pylxcore.supervisor.runspec import RunSpec
+from pylxcore.supervisor.state import STATE_FILE
 
 if TYPE_CHECKING:
     from pylxcore.engine import Engine
+    from pylxcore.network.attachment import Attachment
 
 
 class ContainerCollection:
@@ -63,40 +79,42 @@ class ContainerCollection:
         return liblxc.Handle(name, str(self._store.containers_dir))
 
     def _load(self, name: str) -> Container:
+        """Raises ContainerNotFound, StorageError (an unreadable record)."""
         try:
-            meta = read_json(self._dir(name) / "meta.json")
+            meta = ContainerRecord.read(self._dir(name) / "meta.json")
         except (FileNotFoundError, NotADirectoryError):
             raise ContainerNotFound(f"no container {name!r} in {self._store.root}", name=name) from None
-        except ValueError as err:
-            raise StorageError(
-                f"container {name!r} has an unreadable record: {err}", path=str(self._dir(name))
-            ) from err
         return self._from_meta(meta)
 
-    def _from_meta(self, meta: dict[str, Any]) -> Container:
+    def _from_meta(self, meta: ContainerRecord) -> Container:
         """A handle on the container whose record is ``meta``, its state read."""
+        networks = meta.extra.get("networks") or {}
         return Container(
-            self, meta["name"], meta["id"], meta["image"], meta["image_id"],
-            created=meta["created"], command=tuple(meta["command"]),
+            self, meta.name, meta.id, meta.image, meta.image_id,
+            created=meta.created, command=meta.command,
+            ports=published(meta.extra.get("ports", [])),
+            ip_address=next((n["ip"] for n in networks.values()), None),
         ).reload()
 
-    def _metas(self) -> list[dict[str, Any]]:
+    def _metas(self) -> list[ContainerRecord]:
+        """The records of every container. Raises StorageError (one unreadable:
+        what uses these, prune among them, must not go on without it)."""
         out = []
         for d in self._store.containers_dir.iterdir():
             try:
-                out.append(read_json(d / "meta.json"))
-            except (OSError, ValueError):
-                continue
+                out.append(ContainerRecord.read(d / "meta.json"))
+            except OSError:
+                continue  # not a container (any more), or one still being made
         return out
 
     def _layers_in_use(self) -> set[str]:
-        return {k for m in self._metas() for k in m.get("layers", [])}
+        return {k for m in self._metas() for k in m.layers}
 
     def _images_in_use(self) -> set[str]:
-        return {m["image_id"] for m in self._metas()}
+        return {m.image_id for m in self._metas()}
 
     def _users_of(self, image_id: str) -> list[str]:
-        return [m["name"] for m in self._metas() if m.get("image_id") == image_id]
+        return [m.name for m in self._metas() if m.image_id == image_id]
 
     # -- public ----------------------------------------------------------------
 
@@ -111,9 +129,9 @@ class ContainerCollection:
         except SpecError:
             pass
         if len(name) >= 4:
-            matches = [m for m in self._metas() if m["id"].startswith(name)]
+            matches = [m for m in self._metas() if m.id.startswith(name)]
             if len(matches) == 1:
-                return self._load(matches[0]["name"])
+                return self._load(matches[0].name)
         raise ContainerNotFound(f"no container {name!r} in {self._store.root}", name=name)
 
     def exists(self, name: str) -> bool:
@@ -124,34 +142,62 @@ class ContainerCollection:
         return True
 
     def list(self, *, all: bool = False) -> list[Container]:  # noqa: A002  (docker-py's name)
-        """Running containers, or every container with ``all=True``; oldest first."""
+        """Running (frozen, restarting) containers, or every container with ``all=True``; oldest first."""
         out = []
-        metas = sorted(self._metas(), key=lambda m: m.get("created", 0))
+        metas = sorted(self._metas(), key=lambda m: m.created)
         for m in metas:
             try:
                 c = self._from_meta(m)  # (the record just read: each is read once)
             except ContainerNotFound:
                 continue  # removed while we looked
-            if all or c.state in (ContainerState.RUNNING, ContainerState.FROZEN):
+            if all or c.state in (ContainerState.RUNNING, ContainerState.FROZEN, ContainerState.RESTARTING):
                 out.append(c)
         return out
+
+    def start_restartable(self) -> Sequence[Container]:
+        """Start what Docker's daemon brings back when it starts: the stopped
+        containers whose restart policy is "always", or "unless-stopped"
+        unless their user stopped them. For a host's boot (``pylxcore start
+        --all-restartable``, from a systemd unit: see docs/containers.md).
+        Returns those started; one that cannot start is skipped, its error
+        logged. Raises StorageError."""
+        started = []
+        for c in self.list(all=True):
+            try:
+                policy = c._meta().restart
+                if c.state is not ContainerState.EXITED or policy not in ("always", "unless-stopped"):
+                    continue
+                if policy == "unless-stopped" and (c.dir / STOP_MARK).exists():
+                    continue
+                started.append(c.start())
+            except (ContainerNotFound, InvalidState):
+                continue  # removed or started by another process meanwhile
+            except (LXCError, LimitError, StorageError) as err:
+                log("warning", "cannot start container %s: %s", c.name, err)
+        return started
 
     def create(
         self,
         image: str,
         command: Command = None,
         *,
+        entrypoint: Command = None,
         name: str | None = None,
         env: Mapping[str, str] | None = None,
         workdir: str | None = None,
         user: str | None = None,
         limits: Limits | None = None,
         mounts: Sequence[Mount] = (),
-        network: str = "none",
+        network: str | None = None,
+        ports: Mapping[str, Any] | None = None,
+        hostname: str | None = None,
+        aliases: Sequence[str] = (),
         labels: Mapping[str, str] | None = None,
         userns: bool | None = None,
         log_max_size: int | str | None = None,
         log_max_files: int = DEFAULT_LOG_MAX_FILES,
+        restart: str | None = None,
+        healthcheck: Healthcheck | None = None,
     ) -> Container:
         """Provision a container from a built image, without starting it: an
         overlay of the image's layers plus an empty writable layer (no copy).
@@ -166,37 +212,92 @@ class ContainerCollection:
         ``logs()`` reads across them; what was rotated away is gone. Raises
         SpecError for a bad log option.
 
-        Raises ImageNotFound, Conflict (name taken), SpecError (bad name,
-        command, env, mount or user), LimitError (a limit the host cannot enforce),
-        LXCError (userns=True on a host with no subordinate ids for root).
+        It runs the image's entrypoint followed by ``command``, else by the
+        image's cmd, as Docker does. ``entrypoint`` replaces the image's
+        entrypoint and drops its cmd (``docker run --entrypoint``): a string
+        is one program, a list an argv, ``""`` none at all.
+
+        ``restart`` ("no", "on-failure[:N]", "always", "unless-stopped") and
+        ``healthcheck`` (else the image's) are kept by its supervisor, as
+        Docker keeps them (see Container.restart_count, Container.health).
+
+        ``network``: "none" (only loopback; the default), "host" (the
+        host's), "bridge" (the default bridge network, made on first use; the
+        default when ``ports`` are given) or a network's name (see
+        ``engine.networks``). ``ports`` publishes container ports on the host:
+        ``{"80/tcp": 8080}``, ``{"80": ("127.0.0.1", 8080)}``, ``{"53/udp":
+        None}`` (a free port); see ``Container.ports``. ``hostname`` (default:
+        the name) and ``aliases`` (more names it answers to on its network).
+
+        Raises ImageNotFound, Conflict (name taken, a host port taken), SpecError (bad name,
+        command, entrypoint, env, mount, user, port or host name), LimitError (a limit the host
+        cannot enforce), NetworkNotFound, LXCError (userns=True on a host with no subordinate
+        ids for root; the host refused a network's link or rule).
         """
         record = self._engine.images.record(image)
+        if any(getattr(m, "volume", None) for m in mounts):
+            # Each volume's data dir; one made now gets the image's files there, as docker's.
+            in_userns = self._engine.userns if userns is None else userns
+            mounts = self._engine.volumes.resolve(mounts, layers=record.layers, userns=in_userns is True)
         if name is None:
             name = "px-" + os.urandom(5).hex()
-        provision(
-            self._store,
-            record,
-            image,
-            command,
-            name=name,
-            env=env,
-            workdir=workdir,
-            user=user,
-            limits=limits,
-            mounts=mounts,
-            network=network,
-            labels=labels,
-            userns=self._engine.userns if userns is None else userns,
-            log_max_size=log_max_size,
-            log_max_files=log_max_files,
-        )
-        return self._load(name)
+        net = network if network is not None else ("bridge" if ports else "none")
+        attachment = self._attach(name, net, ports, hostname, aliases)
+        try:
+            provision(
+                self._store,
+                record,
+                image,
+                command,
+                entrypoint=entrypoint,
+                name=name,
+                env=env,
+                workdir=workdir,
+                user=user,
+                limits=limits,
+                mounts=mounts,
+                network=net,
+                attachment=attachment,
+                labels=labels,
+                userns=self._engine.userns if userns is None else userns,
+                log_max_size=log_max_size,
+                log_max_files=log_max_files,
+                restart=restart,
+                healthcheck=healthcheck,
+            )
+        except BaseException:
+            if attachment is not None:
+                self._engine.networks.release(name, net)
+            raise
+        if attachment is not None:
+            self._engine.networks.committed(name)
+        c = self._load(name)
+        record_event(self._store, c, "create")
+        return c
+
+    def _attach(
+        self, name: str, network: str, ports: Mapping[str, Any] | None, hostname: str | None,
+        aliases: Sequence[str],
+    ) -> Attachment | None:
+        """Container ``name``'s place on ``network`` (see pylxcore.network), None
+        for "none" and "host". Raises what ``create`` raises for these."""
+        if network in ("none", "host"):
+            if ports or aliases or hostname is not None:
+                raise SpecError(
+                    f"ports, hostname and aliases need a network, and network is {network!r}", key="network"
+                )
+            return None
+        validate_container_name(name)  # (before anything is allocated to it)
+        if self._dir(name).exists():
+            raise Conflict(f"a container named {name!r} already exists", name=name)
+        return self._engine.networks.attach(name, network, ports=ports, hostname=hostname, aliases=aliases)
 
     def run(
         self,
         image: str,
         command: Command = None,
         *,
+        entrypoint: Command = None,
         detach: bool = False,
         remove: bool = False,
         check: bool = False,
@@ -207,11 +308,16 @@ class ContainerCollection:
         user: str | None = None,
         limits: Limits | None = None,
         mounts: Sequence[Mount] = (),
-        network: str = "none",
+        network: str | None = None,
+        ports: Mapping[str, Any] | None = None,
+        hostname: str | None = None,
+        aliases: Sequence[str] = (),
         labels: Mapping[str, str] | None = None,
         userns: bool | None = None,
         log_max_size: int | str | None = None,
         log_max_files: int = DEFAULT_LOG_MAX_FILES,
+        restart: str | None = None,
+        healthcheck: Healthcheck | None = None,
     ) -> Any:
         """Create and start a container.
 
@@ -226,12 +332,17 @@ class ContainerCollection:
         if name is None:
             name = "px-" + os.urandom(5).hex()
         validate_container_name(name)  # before its lock file is named after it
+        if remove and validate.restart_policy(restart) != "no":
+            raise SpecError(
+                "a container removed when it exits cannot restart: give remove or restart", key="restart"
+            )
         # The container's lock is held from creation until it runs: until then
         # it reads as "created", and a concurrent prune() must not remove it.
         with self._lock(name):
             c = self.create(
                 image,
                 command,
+                entrypoint=entrypoint,
                 name=name,
                 env=env,
                 workdir=workdir,
@@ -239,10 +350,15 @@ class ContainerCollection:
                 limits=limits,
                 mounts=mounts,
                 network=network,
+                ports=ports,
+                hostname=hostname,
+                aliases=aliases,
                 labels=labels,
                 userns=userns,
                 log_max_size=log_max_size,
                 log_max_files=log_max_files,
+                restart=restart,
+                healthcheck=healthcheck,
             )
             meta = c._meta()
             try:
@@ -273,7 +389,7 @@ class ContainerCollection:
                 b"".join(e.data for e in entries if e.stream == "stdout"),
                 b"".join(e.data for e in entries if e.stream == "stderr"),
             )
-            command = meta["command"]
+            command = list(meta.command)
         finally:
             if remove:
                 c.remove(force=True)
@@ -290,7 +406,7 @@ class ContainerCollection:
 
     # -- internals -------------------------------------------------------------
 
-    def _launch(self, name: str, meta: dict[str, Any], *, auto_remove: bool) -> None:
+    def _launch(self, name: str, meta: ContainerRecord, *, auto_remove: bool) -> None:
         """Start container ``name`` (``meta``: its record): write what its
         supervisor runs, and start the supervisor (see pylxcore.runtime.launch).
         Raises LXCError, LimitError or StorageError when it cannot start."""
@@ -302,7 +418,15 @@ class ContainerCollection:
             oom = os.path.join(memory[1], self._cgroup_dir(name), counter)
         # liblxc's init reports a program it cannot exec only as exit code
         # 255; say what is wrong instead, before anything starts (as Docker does).
-        argv = meta["command"]
+        argv = list(meta.command)
+        why = cannot_execute(meta, d / "upper", self._store)
+        if why is not None:
+            raise LXCError(
+                f"cannot start container {name!r}: exec: {argv[0]!r}: {why}",
+                operation="start",
+                container=name,
+                detail=PROGRAM_NOT_EXECUTABLE,
+            )
         if not executable_found(meta, d / "upper", self._store):
             where = "no such file in the container" if "/" in argv[0] else "not found in $PATH"
             raise LXCError(
@@ -311,7 +435,7 @@ class ContainerCollection:
                 container=name,
                 detail=PROGRAM_NOT_FOUND,
             )
-        pids = meta["limits"].get("pids")
+        pids = meta.limits.pids
         if pids is not None and pids < 2:
             # liblxc's init cannot fork the command then, and exits 1 without a
             # word: that would read as the command's exit code.
@@ -321,7 +445,9 @@ class ContainerCollection:
                 limit="pids",
                 value=pids,
             )
-        _, inherited = split_env(meta["env"])
+        if meta.extra.get("networks"):
+            self._engine.networks.ready(meta.to_json())  # (after a reboot, bridges and rules are gone)
+        _, inherited = split_env(meta.env)
         command = liblxc.execute_argv(
             name, str(self._store.containers_dir), argv, str(d / "lxc.log"), inherit=[k for k, _ in inherited]
         )
@@ -331,9 +457,12 @@ class ContainerCollection:
             auto_remove=auto_remove,
             oom_path=oom,
             # (Containers created before logs rotated have no cap of their own.)
-            log_max_size=meta.get("log_max_size", DEFAULT_LOG_MAX_SIZE),
-            log_max_files=meta.get("log_max_files", DEFAULT_LOG_MAX_FILES),
+            log_max_size=DEFAULT_LOG_MAX_SIZE if meta.log_max_size is None else meta.log_max_size,
+            log_max_files=DEFAULT_LOG_MAX_FILES if meta.log_max_files is None else meta.log_max_files,
         ).write(str(d))
+        self._policy(name, meta).write(str(d))
+        with contextlib.suppress(FileNotFoundError):
+            (d / STOP_MARK).unlink()  # started again: a new end may be restarted from
         try:
             answer = start_supervisor(self._store.containers_dir, d)
         except OSError as err:
@@ -350,13 +479,35 @@ class ContainerCollection:
             detail=answer.decode(errors="replace"),
         )
 
-    def _start_failed(self, name: str, meta: dict[str, Any], lines: Sequence[str]) -> NoReturn:
+    def _policy(self, name: str, meta: ContainerRecord) -> PolicySpec:
+        """What container ``name``'s supervisor keeps besides the run (see
+        pylxcore.supervisor.policy): its restart policy, its healthcheck as
+        an lxc-attach command line, where its events go."""
+        spec = PolicySpec(
+            meta.restart,
+            events=str(events_path(self._store)),
+            ctr_id=meta.id,
+            image=meta.image,
+        )
+        check = meta.healthcheck
+        if check:
+            test = check["test"]
+            argv = ["/bin/sh", "-c", test[1]] if test[0] == "CMD-SHELL" else test[1:]
+            env = {"PATH": DEFAULT_PATH, "HOSTNAME": name, "HOME": "/root" if meta.uid == 0 else "/"}
+            env.update(meta.env)
+            lxcpath = str(self._store.containers_dir)
+            spec.health_argv = liblxc.attach_argv(name, lxcpath, argv, env, meta.uid, meta.gid)
+            spec.health_env = env
+            spec.interval, spec.timeout = check["interval"], check["timeout"]
+            spec.retries, spec.start_period = check["retries"], check["start_period"]
+        return spec
+
+    def _start_failed(self, name: str, meta: ContainerRecord, lines: Sequence[str]) -> NoReturn:
         """Raise the error for container ``name``, which liblxc could not start
         (see pylxcore.runtime.failures), once its leftover cgroups are gone."""
         self._remove_cgroups(name)  # left when liblxc had to be killed in its setup
-        raise_start_failure(
-            name, meta["limits"], lines, root=self._store.root, containers_dir=self._store.containers_dir
-        )
+        root, containers_dir = self._store.root, self._store.containers_dir
+        raise_start_failure(name, meta.limits.to_dict(), lines, root=root, containers_dir=containers_dir)
 
     def _delete(self, name: str, *, locked: bool = False, running_ok: bool = False) -> None:
         d = self._dir(name)
@@ -380,22 +531,30 @@ class ContainerCollection:
             # A supervisor writes "exited" only after lxc-execute has ended;
             # one never started left nothing running.
             try:
-                clean = read_json(d / "state.json").get("status") == "exited"
-            except FileNotFoundError:
-                clean = not (d / "run.spec").exists()
-            except ValueError:
-                clean = False
+                state = StateRecord.read(d / STATE_FILE)
+            except (OSError, StorageError):
+                state = None
+            clean = state.status == "exited" if state is not None else not (d / "run.spec").exists()
             if not clean:
                 # A supervisor that was killed leaves lxc-execute and the payload
                 # running with nobody to read their output: end them with it.
                 for pid, argv in lxc_processes(self._store.containers_dir):
                     if "-n" in argv[:-1] and argv[argv.index("-n") + 1] == name:
                         kill_and_reap(pid)
+            try:
+                c_meta: ContainerRecord | None = ContainerRecord.read(d / "meta.json")
+            except (OSError, StorageError):
+                c_meta = None
             # Rename first: readers see the container or nothing, never half of it.
             doomed = self._store.staging_dir("rm-ctr")
             os.rename(d, doomed / name)
             rmtree(doomed)
             self._store.drop_lock(f"ctr-{name}")  # we hold it: see Store.lock
+            if c_meta is not None:
+                path = str(events_path(self._store))
+                append_event(path, "destroy", ctr_id=c_meta.id, name=name, image=c_meta.image)
+        if (self._store.root / "networks").is_dir():
+            self._engine.networks.release(name)  # its addresses, ports, rules and names
         # Even after a clean exit: liblxc cannot remove a cgroup that an exec
         # into the container still occupied as it stopped.
         self._remove_cgroups(name)
