@@ -93,6 +93,15 @@ class Engine:
     def __repr__(self) -> str:
         return f"<Engine root={str(self.root)!r}>"
 
+    def _repr_html_(self) -> str:
+        """In Jupyter: the root, then its containers and images as tables."""
+        import html
+
+        containers = self.containers.list(all=True)
+        images = self.images.list()
+        return (f"<p><b>Engine</b> <code>{html.escape(str(self.root))}</code></p>"
+                f"{containers._repr_html_()}{images._repr_html_()}")
+
     def close(self) -> None:
         """Stop the helper that forks this root's container supervisors, if one
         runs (it exits by itself after a few idle seconds). Containers and

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, overload
 import attrs
 
 from pylxcore.errors import Conflict, ImageNotFound, SpecError
+from pylxcore.notebook import ImageList
 from pylxcore.spec import Healthcheck, Image, Limits, validate_image_ref
 from pylxcore.spec.sizes import human_size
 
@@ -252,15 +253,15 @@ class ImageCollection:
             return False
         return True
 
-    def list(self) -> list[BuiltImage]:
-        """All images in the store, newest first."""
+    def list(self) -> ImageList:
+        """All images in the store, newest first. A list, shown as a table in Jupyter."""
         refs = self._store.read_refs()
         out = []
         for image_id in self._store.image_ids():
             record = self._store.get_image_record(image_id)
             if record is not None:
                 out.append(self._from_record(record, refs))
-        return sorted(out, key=lambda im: -im.created)
+        return ImageList(sorted(out, key=lambda im: -im.created))
 
     def tag(self, ref: str, new: str) -> BuiltImage:
         """Give image ``ref`` the extra name ``new``. Raises ImageNotFound, SpecError."""

@@ -23,6 +23,7 @@ from pylxcore.errors import (
     StorageError,
     TimeoutExpired,
 )
+from pylxcore.notebook import ContainerList
 from pylxcore.runtime import liblxc
 from pylxcore.runtime.cgroups import cgroup_name, remove_cgroups
 from pylxcore.runtime.container import Container, ContainerState, published
@@ -141,9 +142,10 @@ class ContainerCollection:
             return False
         return True
 
-    def list(self, *, all: bool = False) -> list[Container]:  # noqa: A002  (docker-py's name)
-        """Running (frozen, restarting) containers, or every container with ``all=True``; oldest first."""
-        out = []
+    def list(self, *, all: bool = False) -> ContainerList:  # noqa: A002  (docker-py's name)
+        """Running (frozen, restarting) containers, or every container with
+        ``all=True``; oldest first. A list, shown as a table in Jupyter."""
+        out = ContainerList()
         metas = sorted(self._metas(), key=lambda m: m.created)
         for m in metas:
             try:
