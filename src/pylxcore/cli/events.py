@@ -7,21 +7,10 @@ import sys
 import time
 from datetime import datetime
 
-from pylxcore.cli.output import EXIT_OK, print_json_lines
+from pylxcore.cli.output import EXIT_OK, key_values, print_json_lines
 from pylxcore.cli.timespec import parse_time
 from pylxcore.engine import Engine
-from pylxcore.errors import SpecError
-
-
-def parse_filters(items: list[str]) -> dict[str, list[str]]:
-    """``KEY=VALUE`` items; a key given again adds a value (any of them matches)."""
-    filters: dict[str, list[str]] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key or not value:
-            raise SpecError(f"bad filter {item!r}: expected KEY=VALUE", key="filter")
-        filters.setdefault(key, []).append(value)
-    return filters
+from pylxcore.runtime.events import FILTERS
 
 
 def cmd_events(args: argparse.Namespace) -> int:
@@ -32,7 +21,7 @@ def cmd_events(args: argparse.Namespace) -> int:
     follow = until is None or until > time.time()
     if since is None and follow:
         since = time.time()  # as docker's: only what happens from now on
-    filters = parse_filters(args.filter)
+    filters = key_values(args.filter, FILTERS, "events")
     events = Engine(root=args.root).events(since=since, until=until, filters=filters, follow=follow)
     for event in events:
         if args.format == "json":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 from typing import TYPE_CHECKING, Any, Sequence
 
+from pylxcore.cli.output import key_values
 from pylxcore.errors import SpecError
 
 if TYPE_CHECKING:
@@ -15,16 +16,10 @@ FILTERS = ("dangling", "label", "reference", "before", "since")
 
 def parse_filters(items: Sequence[str]) -> dict[str, list[str]]:
     """``--filter KEY=VALUE`` options by key. Raises SpecError (an unknown key, a bad value)."""
-    out: dict[str, list[str]] = {}
-    for item in items:
-        key, eq, value = item.partition("=")
-        if not eq:
-            raise SpecError(f"bad format of filter (expected name=value): {item!r}", key="--filter")
-        if key not in FILTERS:
-            raise SpecError(f"invalid filter {key!r} (images takes {', '.join(FILTERS)})", key="--filter")
-        if key == "dangling" and value.lower() not in ("true", "false", "1", "0"):
+    out = key_values(items, FILTERS, "images")
+    for value in out.get("dangling", ()):
+        if value.lower() not in ("true", "false", "1", "0"):
             raise SpecError(f"invalid filter 'dangling={value}': true or false", key="--filter")
-        out.setdefault(key, []).append(value)
     return out
 
 

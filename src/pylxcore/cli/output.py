@@ -82,6 +82,23 @@ def truncate(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def key_values(items: Sequence[str], allowed: Sequence[str], command: str) -> dict[str, list[str]]:
+    """``--filter KEY=VALUE`` options by key (a key given again adds a value:
+    any of them matches), for ``command``, whose filters are ``allowed``.
+    Raises SpecError naming the bad option."""
+    from pylxcore.errors import SpecError  # (only a command with --filter needs it)
+
+    out: dict[str, list[str]] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise SpecError(f"bad format of filter (expected name=value): {item!r}", key="--filter")
+        if key not in allowed:
+            raise SpecError(f"invalid filter {key!r} ({command} takes {', '.join(allowed)})", key="--filter")
+        out.setdefault(key, []).append(value)
+    return out
+
+
 def print_json_lines(items: Iterable[dict[str, Any]]) -> None:
     """``--format json``: one JSON object per line, as ``docker ps --format json``."""
     import json  # (only --format json needs it)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
+from pylxcore.cli.output import key_values
 from pylxcore.errors import SpecError
 
 if TYPE_CHECKING:
@@ -17,18 +18,13 @@ STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", 
 def parse_filters(items: Sequence[str]) -> dict[str, list[str]]:
     """``--filter KEY=VALUE`` options by key. Raises SpecError (an unknown
     key, a value missing, a status docker does not know)."""
-    out: dict[str, list[str]] = {}
-    for item in items:
-        key, eq, value = item.partition("=")
-        if not eq:
-            raise SpecError(f"bad format of filter (expected name=value): {item!r}", key="--filter")
-        if key not in FILTERS:
-            raise SpecError(f"invalid filter {key!r} (ps takes {', '.join(FILTERS)})", key="--filter")
-        if key == "status" and value not in STATUSES:
+    out = key_values(items, FILTERS, "ps")
+    for value in out.get("status", ()):
+        if value not in STATUSES:
             raise SpecError(f"invalid filter 'status={value}' (one of {', '.join(STATUSES)})", key="--filter")
-        if key == "exited" and not value.lstrip("-").isdigit():
+    for value in out.get("exited", ()):
+        if not value.lstrip("-").isdigit():
             raise SpecError(f"invalid filter 'exited={value}': not an exit code", key="--filter")
-        out.setdefault(key, []).append(value)
     return out
 
 
