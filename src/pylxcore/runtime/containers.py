@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, NoReturn, Sequence
 
@@ -537,6 +538,11 @@ class ContainerCollection:
             except (OSError, StorageError):
                 state = None
             clean = state.status == "exited" if state is not None else not (d / "run.spec").exists()
+            if clean and state is not None:
+                # "exited" is written before the supervisor's last words (its
+                # events, the durable state): let it finish, or it writes
+                # into the dir while we delete it.
+                _wait_for_exit(state)
             if not clean:
                 # A supervisor that was killed leaves lxc-execute and the payload
                 # running with nobody to read their output: end them with it.
@@ -567,5 +573,21 @@ class ContainerCollection:
         monitor that was killed)."""
         remove_cgroups(self._cgroup_dir(name))
 
+
+
+def _wait_for_exit(state: StateRecord, timeout: float = 10.0) -> None:
+    """Wait until the supervisor that wrote ``state`` has exited (it does so
+    right after writing "exited"); after ``timeout`` seconds, go on. Raises nothing."""
+    if not state.supervisor_alive():
+        return
+    try:
+        pidfd = os.pidfd_open(int(state.shim_pid))  # type: ignore[arg-type]
+    except OSError:
+        return
+    try:
+        if state.supervisor_alive():  # (the pid may have been reused before the open)
+            select.select([pidfd], [], [], timeout)
+    finally:
+        os.close(pidfd)
 
 __all__ = ["ContainerCollection"]
