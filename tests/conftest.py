@@ -8,7 +8,7 @@ import os
 import subprocess
 import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, NoReturn
 
 import pytest
 
@@ -18,13 +18,27 @@ from pylxcore.runtime.liblxc import available
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+def missing(why: str) -> NoReturn:
+    """A test's requirement is missing: FAIL under CI=true, skip only on a
+    developer's machine. The one place a test may skip."""
+    if IN_CI:
+        pytest.fail(f"{why}: required under CI=true")
+    pytest.skip(why)  # only off CI: under CI this failed above
+
+
 def require_lxc() -> None:
     why = available()
-    if why is None:
-        return
-    if IN_CI:
-        pytest.fail(f"LXC is required under CI=true: {why}")
-    pytest.skip(f"needs LXC: {why}")  # only off CI: under CI this failed above
+    if why is not None:
+        missing(f"needs LXC: {why}")
+
+
+def require_docker() -> None:
+    """The Docker 20.10 peer's programs (tests/peers.py) must be installed."""
+    from tests.peers import docker_missing
+
+    why = docker_missing()
+    if why is not None:
+        missing(why)
 
 
 @pytest.fixture(autouse=True, scope="session")

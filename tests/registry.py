@@ -26,9 +26,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Iterator
 
-import pytest
-
-from tests.conftest import IN_CI
+from tests.conftest import missing as missing_programs
 
 REGISTRY_BIN = "/usr/bin/docker-registry"
 ULIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=4096:4096"]
@@ -40,10 +38,8 @@ def require(*tools: str) -> None:
     missing = [t for t in tools if not shutil.which(t) and not os.path.exists(t)]
     if not missing:
         return
-    why = f"needs {', '.join(missing)} (apt-get install docker-registry apache2-utils skopeo podman runc)"
-    if IN_CI:
-        pytest.fail(why)
-    pytest.skip(why)
+    hint = "apt-get install docker-registry apache2-utils skopeo podman runc"
+    missing_programs(f"needs {', '.join(missing)} ({hint})")
 
 
 def free_port() -> int:

@@ -28,8 +28,8 @@ from pylxcore.runtime.rootfs import LayerStack
 from pylxcore.runtime.users import lookup_user
 from pylxcore.transfer.imageconfig import host_platform, record_config
 from pylxcore.transfer.pgzip import CHUNK, ParallelGzipWriter
-from tests.conftest import IN_CI
-from tests.peers import docker_missing, dockerd
+from tests.conftest import require_docker
+from tests.peers import dockerd
 from tests.test_interop import RUN_OPTIONS, Podman, busybox_root_tar, podman  # noqa: F401  (a fixture)
 
 REPO = Path(__file__).resolve().parent.parent
@@ -330,11 +330,7 @@ def test_save_and_load_through_pipes(engine: Engine, tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_docker_archive_loads_and_runs_in_docker_20_10(engine: Engine, tmp_path: Path) -> None:
     """``pylxcore save --format docker-archive | docker load``, then the same runs."""
-    why = docker_missing()
-    if why is not None:
-        if IN_CI:
-            pytest.fail(f"{why}: required under CI=true")
-        pytest.skip(why)  # only off CI: under CI this failed above
+    require_docker()
     archive, _, diff_ids = foreign_archive(tmp_path)
     engine.images.import_(archive)
     with dockerd(tmp_path / "docker") as peer:

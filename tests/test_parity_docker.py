@@ -18,11 +18,10 @@ import pytest
 
 from pylxcore import Engine
 from pylxcore.spec import Image
-from tests.conftest import require_lxc
-from tests.peers import DockerPeer, docker_missing, dockerd
+from tests.conftest import require_docker, require_lxc
+from tests.peers import DockerPeer, dockerd
 
 REPO = Path(__file__).resolve().parent.parent
-IN_CI = os.environ.get("CI") == "true"
 IMAGE = "test/parity:1"
 CHANGES = ("echo new > /newfile && rm /data/base && mkdir -p /newdir/sub && echo x >> /etc/passwd"
            " && rm -r /home")
@@ -32,11 +31,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def both(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Engine, DockerPeer]]:
-    why = docker_missing()
-    if why is not None:
-        if IN_CI:
-            pytest.fail(f"{why}: required under CI=true")
-        pytest.skip(why)
+    require_docker()
     require_lxc()
     base = tmp_path_factory.mktemp("parity")
     engine = Engine(root=base / "pxroot")

@@ -9,24 +9,15 @@ from pathlib import Path
 import pytest
 
 from pylxcore import Engine
-from tests.conftest import IN_CI
-from tests.peers import OUTSIDE, docker_missing, dockerd
+from tests.conftest import require_docker
+from tests.peers import OUTSIDE, dockerd
 
 # Starts a dockerd of its own: the full suite runs it, the fast lane does not.
 pytestmark = pytest.mark.slow
 
 
-def need_docker() -> None:
-    why = docker_missing()
-    if why is None:
-        return
-    if IN_CI:
-        pytest.fail(f"{why}: required under CI=true")
-    pytest.skip(why)  # only off CI: under CI this failed above
-
-
 def test_docker_peer_runs_busybox_and_leaves_nothing(engine: Engine, busybox: str, tmp_path: Path) -> None:
-    need_docker()
+    require_docker()
     # Paths outside our dirs that dockerd would use with the default flags, and a sysctl it sets.
     outside = [*OUTSIDE, "/etc/docker/key.json", "/opt/containerd", "/run/docker.sock"]
     outside_before = {p: os.path.exists(p) for p in outside}
