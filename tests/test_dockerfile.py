@@ -5,12 +5,7 @@ What podman also builds is compared with it in tests/test_dockerfile_differentia
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
-from typing import NamedTuple
 
 import pytest
 
@@ -19,6 +14,7 @@ from pylxcore.build.progress import BuildEvent
 from pylxcore.errors import BuildError, SpecError
 from pylxcore.spec.dockerignore import IgnoreRules
 from pylxcore.spec.dockerwords import WordError, process_word, process_words
+from tests.buildcli import Build, cli_build
 
 ENV = {"X": "x", "EMPTY": "", "SP": "a b"}
 
@@ -198,49 +194,12 @@ def test_translation(tmp_path: Path) -> None:
 
 # -- the command line: ``pylxcore build`` as a real process ----------------------
 
-# The command line as the ``pylxcore`` script runs it (in this process: no
-# warm server), telling on stderr whether the build command's module loaded:
-# it does for every real build, never for a replay of its record.
-PROBE = """
-import sys
-sys.argv = ["pylxcore", *sys.argv[1:]]
-from pylxcore.__main__ import main
-code = main()
-print("PATH=" + ("real" if "pylxcore.cli.images" in sys.modules else "replay"), file=sys.stderr)
-sys.exit(code)
-"""
-
-
-class Build(NamedTuple):
-    code: int
-    out: str
-    err: str
-    path: str  # "real" or "replay"
-    image_id: str  # what ``name`` names afterwards
-
-
-def cli_build(root: Path, *args: str, name: str) -> Build:
-    env = dict(os.environ, PYLXCORE_WARM="0")
-    env.pop("PYLXCORE_BUILD_REPLAY", None)
-    proc = subprocess.run(
-        [sys.executable, "-c", PROBE, "--root", str(root), "build", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        check=False,
-    )
-    *err, last = proc.stderr.splitlines() or [""]
-    refs = json.loads((root / "refs.json").read_text()) if (root / "refs.json").exists() else {}
-    return Build(proc.returncode, proc.stdout, "\n".join(err), last.removeprefix("PATH="), refs.get(name, ""))
-
-
 def replayed_build(root: Path, *args: str, name: str) -> Build:
     """Build until the record answers (what a build read must settle first); the replay."""
     import time
 
     for _ in range(10):
-        b = cli_build(root, *args, name=name)
+        b = cli_build(root, *args, name=name, check=False)
         assert b.code == 0, b.err
         if b.path == "replay":
             return b
@@ -350,7 +309,7 @@ def test_cli(engine: Engine, tmp_path: Path) -> None:
     )
     root = engine.root
     args = ["-t", "cli/app:1", "-f", str(ctx / "Dockerfile.custom"), "--build-arg", "MSG=hi", str(ctx)]
-    first = cli_build(root, *args, name="cli/app:1")
+    first = cli_build(root, *args, name="cli/app:1", check=False)
     assert first.path == "real" and "Successfully tagged cli/app:1" in first.out
     # An unchanged build is answered from its record (once what it read is settled).
     replay = replayed_build(root, *args, name="cli/app:1")
@@ -358,23 +317,24 @@ def test_cli(engine: Engine, tmp_path: Path) -> None:
     assert engine.containers.run("cli/app:1", remove=True).stdout == b"hi\n"
     # A new .dockerignore changes what COPY . copies: no replay may answer.
     (ctx / ".dockerignore").write_text("site.txt\n")
-    changed = cli_build(root, *args, name="cli/app:1")
+    changed = cli_build(root, *args, name="cli/app:1", check=False)
     assert changed.path == "real" and changed.image_id != first.image_id
     listing = engine.containers.run("cli/app:1", ["ls", "/app"], remove=True).stdout
     assert listing == b"Dockerfile.custom\n"
     # BuildKit's rule: DOCKERFILE.dockerignore beside the Dockerfile comes first.
     (ctx / "Dockerfile.custom.dockerignore").write_text("Dockerfile.custom\n*.dockerignore\n")
-    cli_build(root, *args, name="cli/app:1")
+    cli_build(root, *args, name="cli/app:1", check=False)
     listing = engine.containers.run("cli/app:1", ["ls", "-a", "/app"], remove=True).stdout
     assert listing == b".\n..\nsite.txt\n"  # "*.dockerignore" matches ".dockerignore" too
     # --target, and a folder holding a Dockerfile as the argument.
     (ctx / "Dockerfile").write_text("FROM busybox AS one\nRUN echo one > /one\nFROM one\nRUN exit 9\n")
-    target = cli_build(root, "-t", "cli/one:1", "--target", "one", str(ctx), name="cli/one:1")
+    target = cli_build(root, "-t", "cli/one:1", "--target", "one", str(ctx), name="cli/one:1", check=False)
     assert target.code == 0
     # The Dockerfile itself as the argument: its folder is the context.
-    by_file = cli_build(root, "-t", "cli/one:2", "--target", "one", str(ctx / "Dockerfile"), name="cli/one:2")
+    by_file = cli_build(root, "-t", "cli/one:2", "--target", "one", str(ctx / "Dockerfile"), name="cli/one:2",
+                        check=False)
     assert by_file.code == 0 and by_file.image_id == target.image_id
-    failed = cli_build(root, "-t", "cli/two:1", str(ctx), name="cli/two:1")
+    failed = cli_build(root, "-t", "cli/two:1", str(ctx), name="cli/two:1", check=False)
     assert failed.code != 0 and "Dockerfile:4 RUN exit 9" in failed.err
 
 

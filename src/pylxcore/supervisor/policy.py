@@ -11,7 +11,7 @@ code, at most N times; ``always`` and ``unless-stopped`` after any end.
 
 from __future__ import annotations
 
-import os
+from pylxcore.supervisor.runspec import read_fields, write_fields
 
 POLICY_SPEC = "policy.spec"
 # Made by the library before it stops or kills a container (removed when it
@@ -70,8 +70,7 @@ class PolicySpec:
         no events) when it has none. Raises OSError, ValueError when it is
         not one."""
         try:
-            with open(os.path.join(ctrdir, POLICY_SPEC), "rb") as fh:
-                fields = [f.decode("utf-8", "surrogateescape") for f in fh.read().split(b"\0")]
+            fields = read_fields(ctrdir, POLICY_SPEC)
         except FileNotFoundError:
             return cls()
         if len(fields) < 9:
@@ -99,10 +98,7 @@ class PolicySpec:
             str(len(self.health_env)), *(f"{k}={v}" for k, v in self.health_env.items()),
             *self.health_argv,
         ]  # fmt: skip
-        tmp = os.path.join(ctrdir, f"{POLICY_SPEC}.{os.getpid()}.tmp")
-        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600), "wb") as fh:
-            fh.write(b"\0".join(f.encode("utf-8", "surrogateescape") for f in fields))
-        os.replace(tmp, os.path.join(ctrdir, POLICY_SPEC))
+        write_fields(ctrdir, POLICY_SPEC, fields)
 
 
 def should_restart(policy: str, exit_code: int, restarts: int, stopped_by_user: bool) -> bool:

@@ -14,6 +14,23 @@ RUN_SPEC = "run.spec"
 USERNS_SPEC = "userns.spec"
 
 
+def read_fields(ctrdir: str, name: str) -> list[str]:
+    """The NUL-separated fields of the spec file ``name`` in ``ctrdir`` (the
+    format of run.spec and policy.spec). Raises OSError (FileNotFoundError: none)."""
+    with open(os.path.join(ctrdir, name), "rb") as fh:
+        return [f.decode("utf-8", "surrogateescape") for f in fh.read().split(b"\0")]
+
+
+def write_fields(ctrdir: str, name: str, fields: list[str]) -> None:
+    """Write ``fields`` NUL-separated as the spec file ``name`` in ``ctrdir``,
+    atomically (temp + rename), mode 0600: they may hold the container's
+    environment. Raises OSError."""
+    tmp = os.path.join(ctrdir, f"{name}.{os.getpid()}.tmp")
+    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600), "wb") as fh:
+        fh.write(b"\0".join(f.encode("utf-8", "surrogateescape") for f in fields))
+    os.replace(tmp, os.path.join(ctrdir, name))
+
+
 class RunSpec:
     """``run.spec``: NUL-separated fields ``auto_remove`` ("0"/"1"), the OOM
     counter file to watch (or ""), the log's size cap in bytes (-1: none) and
@@ -44,8 +61,7 @@ class RunSpec:
     def read(cls, ctrdir: str) -> RunSpec:
         """The spec in ``ctrdir``. Raises OSError (FileNotFoundError: none),
         ValueError when it is not one."""
-        with open(os.path.join(ctrdir, RUN_SPEC), "rb") as fh:
-            fields = [f.decode("utf-8", "surrogateescape") for f in fh.read().split(b"\0")]
+        fields = read_fields(ctrdir, RUN_SPEC)
         try:
             n = int(fields[4])
             env = dict(item.split("=", 1) for item in fields[5 : 5 + n])
@@ -61,9 +77,7 @@ class RunSpec:
             raise ValueError(f"{RUN_SPEC} in {ctrdir} has too few fields") from err
 
     def write(self, ctrdir: str) -> None:
-        """Write it into ``ctrdir``, atomically (temp + rename), mode 0600: the
-        environment may hold secrets. Raises OSError."""
-        tmp = os.path.join(ctrdir, f"{RUN_SPEC}.{os.getpid()}.tmp")
+        """Write it into ``ctrdir``, atomically, mode 0600 (see write_fields). Raises OSError."""
         items = [f"{k}={v}" for k, v in self.env.items()]
         fields = [
             "1" if self.auto_remove else "0",
@@ -74,9 +88,7 @@ class RunSpec:
             *items,
             *self.argv,
         ]
-        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600), "wb") as fh:
-            fh.write(b"\0".join(f.encode("utf-8", "surrogateescape") for f in fields))
-        os.replace(tmp, os.path.join(ctrdir, RUN_SPEC))
+        write_fields(ctrdir, RUN_SPEC, fields)
 
 
 class UsernsSpec:
