@@ -34,7 +34,8 @@ from pylxcore.errors import (
     TimeoutExpired,
 )
 from pylxcore.runtime.cgroups import Stats
-from pylxcore.runtime.container import Container, ContainerState
+from pylxcore.runtime.container import Container
+from pylxcore.runtime.state import ContainerState
 from pylxcore.runtime.exec import ExecResult
 from pylxcore.runtime.logs import LogEntry
 from pylxcore.runtime.signals import signal_number

@@ -42,10 +42,11 @@ if TYPE_CHECKING:
     )
     from pylxcore.images import BuiltImage, ImageConfig
     from pylxcore.runtime.cgroups import Stats
-    from pylxcore.runtime.container import Container, ContainerState
+    from pylxcore.runtime.container import Container
     from pylxcore.runtime.events import Event
     from pylxcore.runtime.exec import ExecResult, ExecStream
     from pylxcore.runtime.logs import LogEntry
+    from pylxcore.runtime.state import ContainerState
     from pylxcore.spec import Healthcheck, Image, Layer, Limits, Mount
 
 # The public names, and the module each lives in. They load on first use

@@ -24,7 +24,7 @@ from pylxcore.cli.output import (
 )
 from pylxcore.engine import Engine
 from pylxcore.errors import ContainerNotFound, ImageNotFound, NotFound, PylxcoreError, SpecError
-from pylxcore.runtime.container import ContainerState
+from pylxcore.runtime.state import ContainerState
 from pylxcore.spec.sizes import human_size
 
 if TYPE_CHECKING:

@@ -10,28 +10,22 @@ its exit code.
 from __future__ import annotations
 
 import contextlib
-import enum
 import os
 import select
 import signal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import attrs
 
-from pylxcore.errors import ContainerNotFound, InvalidState, LimitError, LXCError, TimeoutExpired
+from pylxcore.errors import ContainerNotFound, InvalidState, TimeoutExpired
 from pylxcore.procs import process_start_time
 from pylxcore.runtime.cgroups import Stats, frozen, read_stats
+from pylxcore.runtime.container_exec import ContainerExec
 from pylxcore.runtime.events import record_event
-from pylxcore.runtime.exec import ExecResult, ExecStream, container_pty
 from pylxcore.runtime.files import ContainerFiles
-from pylxcore.runtime.liblxc import NOT_RUNNING
-from pylxcore.runtime.lxcconfig import DEFAULT_PATH
-from pylxcore.runtime.programs import command_argv
-from pylxcore.runtime.rootfs import LayerStack
 from pylxcore.runtime.signals import signal_number
-from pylxcore.runtime.state import StateRecord
-from pylxcore.runtime.users import lookup_user
+from pylxcore.runtime.state import ContainerState, StateRecord
 from pylxcore.spec.sizes import human_size
 from pylxcore.store import read_json
 from pylxcore.store.records import ContainerRecord
@@ -53,18 +47,8 @@ def published(ports: Sequence[Sequence[Any]]) -> dict[str, list[tuple[str, int]]
     return out
 
 
-class ContainerState(str, enum.Enum):
-    """The life stages of a container (the values read like ``docker ps``)."""
-
-    CREATED = "created"
-    RUNNING = "running"
-    FROZEN = "paused"
-    RESTARTING = "restarting"  # ended; its supervisor starts it again after a back-off
-    EXITED = "exited"
-
-
 @attrs.define(eq=False)
-class Container(ContainerFiles):
+class Container(ContainerFiles, ContainerExec):
     """A handle on one container. ``state``, ``exit_code`` and ``oom_killed``
     are as of the last ``reload()`` (every method that changes the container
     reloads); they never do I/O on attribute access."""
@@ -340,117 +324,6 @@ class Container(ContainerFiles):
             self.remove(force=True)
         except ContainerNotFound:
             pass
-
-    # -- exec ----------------------------------------------------------------
-
-    def exec_stream(
-        self,
-        cmd: Sequence[str] | str,
-        *,
-        env: Mapping[str, str] | None = None,
-        workdir: str | None = None,
-        user: str | None = None,
-        stdin: bytes | bool | None = None,
-        timeout: float | None = None,
-        tty: bool = False,
-    ) -> ExecStream:
-        """Run ``cmd`` in the running container; iterate the returned stream for
-        ``(stream_name, bytes)`` chunks as they come, then read ``.exit_code``.
-        ``stdin=True`` keeps its input open (``stream.write()``); ``tty=True``
-        runs it on a terminal of the container's (``docker exec -t``; TERM
-        defaults to xterm). Raises InvalidState (not running), SpecError (bad
-        command or user), LimitError (the container is at its pids limit: no
-        process can start in it), LXCError."""
-        argv = command_argv(cmd, None)
-        self._expect("exec in", ContainerState.RUNNING)
-        meta = self._meta()
-        handle = self._collection._handle(self.name)
-        try:
-            # No liblxc state poll here: the supervisor reports a container
-            # started only once its main process runs, so attach can go ahead.
-            if user is None:
-                uid, gid = meta.uid, meta.gid
-            else:
-                init, _ = self._pids()
-                root = Path(f"/proc/{init}/root") if init else None
-                stack = LayerStack([root] if root else [])
-                uid, gid = lookup_user(stack, user)
-            full_env = {"PATH": DEFAULT_PATH, "HOSTNAME": self.name, "HOME": "/root" if uid == 0 else "/"}
-            full_env.update(meta.env)
-            if tty:
-                full_env.setdefault("TERM", "xterm")
-            full_env.update(env or {})
-            pty = self._pty() if tty else None
-            # Docker's form: the command line in the action, an id of the exec's own.
-            action = f"exec_start: {' '.join(argv)}"
-            record_event(self._collection._store, self, action, execID=os.urandom(32).hex())
-            return ExecStream(handle, argv, full_env, workdir or meta.workdir, uid, gid, stdin, timeout, pty)
-        except LXCError as err:
-            # Stopped or removed by another process meanwhile: report that
-            # (InvalidState, ContainerNotFound) rather than liblxc's failure.
-            self._expect("exec in", ContainerState.RUNNING)
-            # liblxc reports a fork that fails inside the container as it does
-            # a container that is going (NOT_RUNNING): tell the pids limit first.
-            limit = meta.limits.pids
-            if limit is not None and (read_stats(self._collection._cgroup_dir(self.name)).pids or 0) >= limit:
-                raise LimitError(
-                    f"cannot exec in container {self.name!r}: it has reached its pids limit ({limit}),"
-                    " so no process can start in it until some of its processes exit",
-                    limit="pids",
-                    value=limit,
-                ) from None  # (liblxc's own words, "not running", would mislead)
-            # liblxc finding no running init means it is on its way out even
-            # when its monitor and our supervisor have not noticed yet.
-            stopping = err.detail == NOT_RUNNING
-            if stopping or self._collection._handle(self.name).state() not in ("RUNNING", "FROZEN"):
-                raise InvalidState(
-                    f"cannot exec in container {self.name!r}: it is stopping",
-                    name=self.name,
-                    state="stopping",
-                    operation="exec in",
-                ) from None
-            raise
-
-    def _pty(self) -> tuple[int, int]:
-        """A new terminal of the container's own (see container_pty). Raises LXCError."""
-        init, _ = self._pids()
-        try:
-            if init is None:
-                raise OSError("its init has exited")
-            return container_pty(f"/proc/{init}/root")
-        except OSError as err:
-            raise LXCError(
-                f"cannot open a terminal in container {self.name!r}: {err}",
-                operation="exec",
-                container=self.name,
-            ) from err
-
-    def exec(
-        self,
-        cmd: Sequence[str] | str,
-        *,
-        env: Mapping[str, str] | None = None,
-        workdir: str | None = None,
-        user: str | None = None,
-        stdin: bytes | None = None,
-        timeout: float | None = None,
-        tty: bool = False,
-    ) -> ExecResult:
-        """Run ``cmd`` in the running container and wait: ``ExecResult(exit_code,
-        stdout, stderr)`` (with ``tty``, all its output in stdout). A timeout
-        kills the command and raises TimeoutExpired. Raises InvalidState,
-        SpecError, LXCError."""
-        if isinstance(stdin, bool):
-            raise TypeError("exec() waits for the command: give stdin as bytes (or use exec_stream)")
-        stream = self.exec_stream(
-            cmd, env=env, workdir=workdir, user=user, stdin=stdin, timeout=timeout, tty=tty
-        )
-        out: list[bytes] = []
-        err: list[bytes] = []
-        for name, chunk in stream:
-            (out if name == "stdout" else err).append(chunk)
-        assert stream.exit_code is not None
-        return ExecResult(stream.exit_code, b"".join(out), b"".join(err))
 
     # -- logs ----------------------------------------------------------------
 

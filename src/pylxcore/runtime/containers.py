@@ -6,11 +6,9 @@ handle on one is pylxcore.runtime.container's.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import select
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, NoReturn, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from pylxcore._log import log
 from pylxcore.errors import (
@@ -27,32 +25,20 @@ from pylxcore.errors import (
 from pylxcore.notebook import ContainerList
 from pylxcore.runtime import liblxc
 from pylxcore.runtime.cgroups import cgroup_name, remove_cgroups
-from pylxcore.runtime.container import Container, ContainerState, published
-from pylxcore.runtime.events import events_path, record_event
+from pylxcore.runtime.container import Container, published
+from pylxcore.runtime.events import record_event
 from pylxcore.runtime.exec import ExecResult
-from pylxcore.runtime.failures import raise_start_failure
-from pylxcore.runtime.launch import start_supervisor
-from pylxcore.runtime.limits import host_layout
-from pylxcore.runtime.lxcconfig import DEFAULT_PATH, split_env
-from pylxcore.runtime.processes import kill_and_reap, lxc_processes
 from pylxcore.runtime.programs import (
-    PROGRAM_NOT_EXECUTABLE,
-    PROGRAM_NOT_FOUND,
     Command,
-    cannot_execute,
-    executable_found,
 )
-from pylxcore.runtime.provision import DEFAULT_LOG_MAX_FILES, DEFAULT_LOG_MAX_SIZE, provision
-from pylxcore.runtime.state import StateRecord
+from pylxcore.runtime.provision import DEFAULT_LOG_MAX_FILES, provision
+from pylxcore.runtime.removal import delete
+from pylxcore.runtime.starting import launch
+from pylxcore.runtime.state import ContainerState
 from pylxcore.spec import Limits, Mount, validate, validate_container_name
 from pylxcore.spec.healthcheck import Healthcheck
-from pylxcore.store import rmtree
 from pylxcore.store.records import ContainerRecord
-from pylxcore.supervisor.events import append_event
-from pylxcore.supervisor.policy import STOP_MARK, PolicySpec
-from pylxcore.supervisor.protocol import OK, start_failure_lines
-from pylxcore.supervisor.runspec import RunSpec
-from pylxcore.supervisor.state import STATE_FILE
+from pylxcore.supervisor.policy import STOP_MARK
 
 if TYPE_CHECKING:
     from pylxcore.engine import Engine
@@ -410,162 +396,13 @@ class ContainerCollection:
     # -- internals -------------------------------------------------------------
 
     def _launch(self, name: str, meta: ContainerRecord, *, auto_remove: bool) -> None:
-        """Start container ``name`` (``meta``: its record): write what its
-        supervisor runs, and start the supervisor (see pylxcore.runtime.launch).
+        """Start container ``name`` (see pylxcore.runtime.starting.launch).
         Raises LXCError, LimitError or StorageError when it cannot start."""
-        d = self._dir(name)
-        memory = host_layout().controllers.get("memory")
-        oom = ""
-        if memory is not None:
-            counter = "memory.oom_control" if memory[0] == "v1" else "memory.events"
-            oom = os.path.join(memory[1], self._cgroup_dir(name), counter)
-        # liblxc's init reports a program it cannot exec only as exit code
-        # 255; say what is wrong instead, before anything starts (as Docker does).
-        argv = list(meta.command)
-        why = cannot_execute(meta, d / "upper", self._store)
-        if why is not None:
-            raise LXCError(
-                f"cannot start container {name!r}: exec: {argv[0]!r}: {why}",
-                operation="start",
-                container=name,
-                detail=PROGRAM_NOT_EXECUTABLE,
-            )
-        if not executable_found(meta, d / "upper", self._store):
-            where = "no such file in the container" if "/" in argv[0] else "not found in $PATH"
-            raise LXCError(
-                f"cannot start container {name!r}: exec: {argv[0]!r}: {where}",
-                operation="start",
-                container=name,
-                detail=PROGRAM_NOT_FOUND,
-            )
-        pids = meta.limits.pids
-        if pids is not None and pids < 2:
-            # liblxc's init cannot fork the command then, and exits 1 without a
-            # word: that would read as the command's exit code.
-            raise LimitError(
-                f"cannot start container {name!r}: pids limit {pids} is too small to start a container"
-                " (liblxc's init and the command are 2 processes); give at least 2, more to exec in it",
-                limit="pids",
-                value=pids,
-            )
-        if meta.extra.get("networks"):
-            self._engine.networks.ready(meta.to_json())  # (after a reboot, bridges and rules are gone)
-        _, inherited = split_env(meta.env)
-        command = liblxc.execute_argv(
-            name, str(self._store.containers_dir), argv, str(d / "lxc.log"), inherit=[k for k, _ in inherited]
-        )
-        RunSpec(
-            command,
-            env=liblxc.execute_env(inherited),
-            auto_remove=auto_remove,
-            oom_path=oom,
-            # (Containers created before logs rotated have no cap of their own.)
-            log_max_size=DEFAULT_LOG_MAX_SIZE if meta.log_max_size is None else meta.log_max_size,
-            log_max_files=DEFAULT_LOG_MAX_FILES if meta.log_max_files is None else meta.log_max_files,
-        ).write(str(d))
-        self._policy(name, meta).write(str(d))
-        with contextlib.suppress(FileNotFoundError):
-            (d / STOP_MARK).unlink()  # started again: a new end may be restarted from
-        try:
-            answer = start_supervisor(self._store.containers_dir, d)
-        except OSError as err:
-            answer = f"error: cannot start a supervisor: {err}".encode()
-        if answer == OK:
-            return
-        lines = start_failure_lines(answer)
-        if lines is not None:
-            self._start_failed(name, meta, lines)
-        raise LXCError(
-            f"could not start container {name!r}: {answer.decode(errors='replace').strip()}",
-            operation="start",
-            container=name,
-            detail=answer.decode(errors="replace"),
-        )
-
-    def _policy(self, name: str, meta: ContainerRecord) -> PolicySpec:
-        """What container ``name``'s supervisor keeps besides the run (see
-        pylxcore.supervisor.policy): its restart policy, its healthcheck as
-        an lxc-attach command line, where its events go."""
-        spec = PolicySpec(
-            meta.restart,
-            events=str(events_path(self._store)),
-            ctr_id=meta.id,
-            image=meta.image,
-        )
-        check = meta.healthcheck
-        if check:
-            test = check["test"]
-            argv = ["/bin/sh", "-c", test[1]] if test[0] == "CMD-SHELL" else test[1:]
-            env = {"PATH": DEFAULT_PATH, "HOSTNAME": name, "HOME": "/root" if meta.uid == 0 else "/"}
-            env.update(meta.env)
-            lxcpath = str(self._store.containers_dir)
-            spec.health_argv = liblxc.attach_argv(name, lxcpath, argv, env, meta.uid, meta.gid)
-            spec.health_env = env
-            spec.interval, spec.timeout = check["interval"], check["timeout"]
-            spec.retries, spec.start_period = check["retries"], check["start_period"]
-        return spec
-
-    def _start_failed(self, name: str, meta: ContainerRecord, lines: Sequence[str]) -> NoReturn:
-        """Raise the error for container ``name``, which liblxc could not start
-        (see pylxcore.runtime.failures), once its leftover cgroups are gone."""
-        self._remove_cgroups(name)  # left when liblxc had to be killed in its setup
-        root, containers_dir = self._store.root, self._store.containers_dir
-        raise_start_failure(name, meta.limits.to_dict(), lines, root=root, containers_dir=containers_dir)
+        launch(self, name, meta, auto_remove=auto_remove)
 
     def _delete(self, name: str, *, locked: bool = False, running_ok: bool = False) -> None:
-        d = self._dir(name)
-        with contextlib.nullcontext() if locked else self._lock(name):
-            if not d.exists():
-                return
-            if not running_ok:
-                # Checked again under the lock: another process may have started
-                # it since the caller looked (e.g. prune() against run()).
-                try:
-                    c: Container | None = self._load(name)
-                except StorageError:
-                    c = None  # an unreadable record: nothing runs from it, remove it
-                if c is not None and c.state in (ContainerState.RUNNING, ContainerState.FROZEN):
-                    raise InvalidState(
-                        f"cannot remove container {name!r}: it is {c.state.value} (started meanwhile)",
-                        name=name,
-                        state=c.state.value,
-                        operation="remove",
-                    )
-            # A supervisor writes "exited" only after lxc-execute has ended;
-            # one never started left nothing running.
-            try:
-                state = StateRecord.read(d / STATE_FILE)
-            except (OSError, StorageError):
-                state = None
-            clean = state.status == "exited" if state is not None else not (d / "run.spec").exists()
-            if clean and state is not None:
-                # "exited" is written before the supervisor's last words (its
-                # events, the durable state): let it finish, or it writes
-                # into the dir while we delete it.
-                _wait_for_exit(state)
-            if not clean:
-                # A supervisor that was killed leaves lxc-execute and the payload
-                # running with nobody to read their output: end them with it.
-                for pid, argv in lxc_processes(self._store.containers_dir):
-                    if "-n" in argv[:-1] and argv[argv.index("-n") + 1] == name:
-                        kill_and_reap(pid)
-            try:
-                c_meta: ContainerRecord | None = ContainerRecord.read(d / "meta.json")
-            except (OSError, StorageError):
-                c_meta = None
-            # Rename first: readers see the container or nothing, never half of it.
-            doomed = self._store.staging_dir("rm-ctr")
-            os.rename(d, doomed / name)
-            rmtree(doomed)
-            self._store.drop_lock(f"ctr-{name}")  # we hold it: see Store.lock
-            if c_meta is not None:
-                path = str(events_path(self._store))
-                append_event(path, "destroy", ctr_id=c_meta.id, name=name, image=c_meta.image)
-        if (self._store.root / "networks").is_dir():
-            self._engine.networks.release(name)  # its addresses, ports, rules and names
-        # Even after a clean exit: liblxc cannot remove a cgroup that an exec
-        # into the container still occupied as it stopped.
-        self._remove_cgroups(name)
+        """Remove container ``name`` (see pylxcore.runtime.removal.delete). Raises InvalidState."""
+        delete(self, name, locked=locked, running_ok=running_ok)
 
     def _remove_cgroups(self, name: str) -> None:
         """liblxc removes a container's cgroups when it stops; this sweeps what a
@@ -573,21 +410,5 @@ class ContainerCollection:
         monitor that was killed)."""
         remove_cgroups(self._cgroup_dir(name))
 
-
-
-def _wait_for_exit(state: StateRecord, timeout: float = 10.0) -> None:
-    """Wait until the supervisor that wrote ``state`` has exited (it does so
-    right after writing "exited"); after ``timeout`` seconds, go on. Raises nothing."""
-    if not state.supervisor_alive():
-        return
-    try:
-        pidfd = os.pidfd_open(int(state.shim_pid))  # type: ignore[arg-type]
-    except OSError:
-        return
-    try:
-        if state.supervisor_alive():  # (the pid may have been reused before the open)
-            select.select([pidfd], [], [], timeout)
-    finally:
-        os.close(pidfd)
 
 __all__ = ["ContainerCollection"]

@@ -10,6 +10,7 @@ still reads.
 
 from __future__ import annotations
 
+import enum
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,16 @@ from pylxcore.store.records import bad_record, load, schema_of
 from pylxcore.supervisor import state as supervisor_state
 
 STATE_SCHEMA = supervisor_state.SCHEMA
+
+
+class ContainerState(str, enum.Enum):
+    """The life stages of a container (the values read like ``docker ps``)."""
+
+    CREATED = "created"
+    RUNNING = "running"
+    FROZEN = "paused"
+    RESTARTING = "restarting"  # ended; its supervisor starts it again after a back-off
+    EXITED = "exited"
 
 
 @attrs.frozen
