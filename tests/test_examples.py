@@ -67,4 +67,9 @@ def test_notebook_runs_headless(engine: Engine) -> None:
     assert any("nb-demo" in h and "running" in h for h in html)
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "hello from a notebook" in text and "exit code: 143" in text and "clean" in text
+    # The pull from the notebook's own registry, with its progress display: tqdm's
+    # text bar, or its widget where ipywidgets is installed.
+    widgets = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
+               if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    assert "Pulled 127.0.0.1:" in text and (("100%" in text and "B/s" in text) or widgets)
     assert engine.containers.list(all=True) == []

@@ -48,12 +48,14 @@ if TYPE_CHECKING:
     from pylxcore.runtime.logs import LogEntry
     from pylxcore.runtime.state import ContainerState
     from pylxcore.spec import Healthcheck, Image, Layer, Limits, Mount
+    from pylxcore.transfer.progress import TransferEvent
 
 # The public names, and the module each lives in. They load on first use
 # (PEP 562): the command line answers an unchanged build from its record
 # without paying for attrs, PyYAML and the rest.
 _HOMES = {
     "BuildEvent": "build.progress",
+    "TransferEvent": "transfer.progress",
     "StepResult": "build.builder",
     "Container": "runtime.container",
     "ContainerState": "runtime.container",
@@ -118,6 +120,7 @@ __all__ = [
     "ImageConfig",
     "StepResult",
     "BuildEvent",
+    "TransferEvent",
     "Container",
     "ContainerState",
     "ExecResult",

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from pylxcore.build.progress import Progress
     from pylxcore.engine import Engine
     from pylxcore.store.records import ImageRecord
+    from pylxcore.transfer.progress import TransferProgress
 
 
 @attrs.frozen
@@ -378,6 +379,7 @@ class ImageCollection:
         platform: str | None = None,
         ca_file: str | os.PathLike[str] | None = None,
         insecure: bool = False,
+        progress: TransferProgress = None,
     ) -> BuiltImage:
         """Pull ``ref`` from its registry (``busybox`` is docker.io/library/busybox:latest,
         ``localhost:5000/team/web:1.0``, ``…@sha256:…``) and tag it in the store
@@ -389,6 +391,8 @@ class ImageCollection:
         or containers' auth.json (see ``Engine.login``); TLS is verified (``ca_file=``
         adds a CA; ``/etc/docker/certs.d/HOST/`` and ``/etc/containers/certs.d/HOST/``
         are read); plain HTTP only for loopback registries or ``insecure=True``.
+        ``progress=True`` shows each layer's bytes and speed as it moves (a bar on
+        stderr, a widget in Jupyter); a callable receives ``TransferEvent``s.
 
         Raises ImageNotFound (no such repository, tag or digest), RegistryError
         (authentication, TLS, transport, digest mismatch: the registry's reason),
@@ -397,7 +401,9 @@ class ImageCollection:
         """
         from pylxcore.transfer.registry import api
 
-        return api.pull_image(self._engine, ref, platform=platform, ca_file=ca_file, insecure=insecure)
+        return api.pull_image(
+            self._engine, ref, platform=platform, ca_file=ca_file, insecure=insecure, progress=progress
+        )
 
     def push(
         self,
@@ -406,6 +412,7 @@ class ImageCollection:
         *,
         ca_file: str | os.PathLike[str] | None = None,
         insecure: bool = False,
+        progress: TransferProgress = None,
     ) -> str:
         """Push store image ``image`` to ``dest`` (default: its own name, e.g.
         ``localhost:5000/team/web:1.0``); return the pushed manifest's digest.
@@ -413,7 +420,7 @@ class ImageCollection:
         Only the blobs the registry lacks are uploaded (mounted from another
         repository of the same registry where it offers that). A layer pulled
         from a registry goes back as the blob it came as: same digests.
-        Credentials and TLS as ``pull``.
+        Credentials, TLS and ``progress`` as ``pull``.
 
         Raises ImageNotFound (no such local image), RegistryError, StorageError,
         SpecError (a bad destination).
@@ -423,4 +430,4 @@ class ImageCollection:
         ref = image.id if isinstance(image, BuiltImage) else image
         if dest is None and isinstance(image, BuiltImage):
             dest = image.name
-        return api.push_image(self._engine, ref, dest, ca_file=ca_file, insecure=insecure)
+        return api.push_image(self._engine, ref, dest, ca_file=ca_file, insecure=insecure, progress=progress)

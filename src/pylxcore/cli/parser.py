@@ -293,13 +293,14 @@ def _tls_options(p: argparse.ArgumentParser) -> None:
 def _pull(p: argparse.ArgumentParser) -> None:
     p.add_argument("ref", metavar="NAME[:TAG|@DIGEST]", help="e.g. busybox, localhost:5000/team/web:1.0")
     p.add_argument("--platform", metavar="OS/ARCH[/VARIANT]", help="pick this platform of an index")
-    p.add_argument("-q", "--quiet", action="store_true", help="print only the image id")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress; print only the image id")
     _tls_options(p)
 
 
 def _push(p: argparse.ArgumentParser) -> None:
     p.add_argument("image", metavar="IMAGE", help="a local image (its name says where it goes)")
     p.add_argument("dest", metavar="DEST", nargs="?", help="push it under this name instead")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress; print only the digest")
     _tls_options(p)
 
 

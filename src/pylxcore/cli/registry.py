@@ -11,10 +11,21 @@ from pylxcore.engine import Engine
 from pylxcore.errors import SpecError
 
 
+def _shows_progress(args: argparse.Namespace) -> bool:
+    """The live display, on stderr, only for a person at a terminal (and no ``--quiet``)."""
+    return not args.quiet and sys.stderr.isatty()
+
+
 def cmd_pull(args: argparse.Namespace) -> int:
     """``pull REF``: pull an image and tag it in the store."""
     engine = Engine(root=args.root)
-    image = engine.images.pull(args.ref, platform=args.platform, ca_file=args.ca_file, insecure=args.insecure)
+    image = engine.images.pull(
+        args.ref,
+        platform=args.platform,
+        ca_file=args.ca_file,
+        insecure=args.insecure,
+        progress=_shows_progress(args),
+    )
     if args.quiet:
         print(image.id)
     else:
@@ -25,8 +36,10 @@ def cmd_pull(args: argparse.Namespace) -> int:
 def cmd_push(args: argparse.Namespace) -> int:
     """``push IMAGE [DEST]``: push a local image; print the manifest's digest."""
     engine = Engine(root=args.root)
-    digest = engine.images.push(args.image, args.dest, ca_file=args.ca_file, insecure=args.insecure)
-    print(f"Pushed {args.dest or args.image}: digest {digest}")
+    digest = engine.images.push(
+        args.image, args.dest, ca_file=args.ca_file, insecure=args.insecure, progress=_shows_progress(args)
+    )
+    print(digest if args.quiet else f"Pushed {args.dest or args.image}: digest {digest}")
     return EXIT_OK
 
 

@@ -13,6 +13,7 @@
 - ``digest``: sha256 digests of streams, blob paths, verification.
 - ``ocispec``: media types and annotation names.
 - ``registry``: registries (Registry API v2): pull, push, credentials.
+- ``progress``: pull and push progress: events, the logger, the live display (tqdm).
 
 Nothing is imported here: ``import pylxcore`` does not pay for the formats.
 """

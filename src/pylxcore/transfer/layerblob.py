@@ -59,7 +59,7 @@ def _written_tar(fs: Path, target: Path, *, gzipped: bool, mtime: int) -> BlobFi
         compressed = HashingWriter(out)
         if gzipped:
             # On every core; no file name and a zero time in the gzip header: the same tar, the same blob.
-            with ParallelGzipWriter(compressed, level=6) as gz:
+            with ParallelGzipWriter(compressed) as gz:
                 plain = HashingWriter(gz)
                 with tarfile.open(fileobj=plain, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
                     write_layer_tar(fs, tar, mtime=mtime)

@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 FORMATS = ("lxc", "incus", "rootfs")
 
 _HOSTNAME_TEMPLATE = "{{ container.name }}\n"
+XZ_BLOCK = 8 << 20  # bytes per block of a multi-threaded xz (see _compressor)
 
 
 def lxc_arch() -> str:
@@ -171,10 +172,14 @@ def _compressor(mode: str) -> list[str] | None:
 
     Python's lzma and gzip use one core: xz of a whole root filesystem is
     then the slowest part of an export by far. ``xz -T0`` splits the input
-    in blocks compressed in parallel (a standard .xz any xz reads).
+    in blocks compressed in parallel (a standard .xz any xz reads). Its
+    default block (3 x the 8 MiB dictionary of -6) leaves cores idle when
+    one block holds what is slow to compress (random or compressed data) and
+    the others do not: blocks of one dictionary spread the work evenly, for
+    an output under 1 % larger (48 MB of /usr/lib: 0.7 %).
     """
     if mode == "w:xz" and shutil.which("xz"):
-        return ["xz", "-T0", "-6", "-c"]
+        return ["xz", "-T0", "-6", f"--block-size={XZ_BLOCK}", "-c"]
     if mode == "w:gz" and shutil.which("pigz"):
         return ["pigz", "-6", "-n", "-c"]
     if mode == "w:zst":

@@ -46,6 +46,8 @@ if TYPE_CHECKING:
     from pylxcore.images import BuiltImage
 
 _MAX_INDEX_DEPTH = 4  # an index may point at indexes; this far and no further
+# Told of each layer of an import: (index, blob, "exists" | "start" | "done").
+Notify = Callable[[int, LayerBlob, str], None]
 
 
 @attrs.frozen
@@ -258,25 +260,34 @@ def import_layers(
     opener: Callable[[LayerBlob], IO[bytes]],
     keys: Sequence[str],
     instructions: Sequence[str],
+    notify: Notify | None = None,
 ) -> None:
     """Unpack and verify every layer the store lacks, then commit them, each
     with its origin and its blob as it came. Raises StorageError.
 
-    ``opener(blob)`` opens a layer blob for reading. The caller holds
-    ``lock("gc", shared=True)``. Nothing is committed unless every layer
-    checked out; the staging area goes either way.
+    ``opener(blob)`` opens a layer blob for reading. ``notify(i, blob,
+    state)``, when given, hears of each layer: "exists" (the store has it:
+    not opened), "start" (before it is opened), "done" (unpacked and checked).
+    The caller holds ``lock("gc", shared=True)``. Nothing is committed unless
+    every layer checked out; the staging area goes either way.
     """
     staging = store.staging_dir("import")
     try:
         staged: list[tuple[int, Path, LayerOrigin]] = []
         for i, (key, blob) in enumerate(zip(keys, blobs)):
             if store.has_layer(key):
+                if notify is not None:
+                    notify(i, blob, "exists")
                 continue
             fs = staging / str(i) / "fs"
             fs.mkdir(parents=True)
             os.chmod(fs, 0o755)
+            if notify is not None:
+                notify(i, blob, "start")
             with opener(blob) as fh, open(staging / str(i) / "blob", "wb") as keep:
                 unpacked = unpack_layer(fh, blob, fs, keep=keep)
+            if notify is not None:
+                notify(i, blob, "done")
             staged.append((i, fs, origin_of(blob, unpacked)))
         for i, fs, origin in staged:
             store.commit_layer(
@@ -343,11 +354,12 @@ def import_archive(engine: Engine, path: Path, *, name: str | None) -> tuple[Bui
 
 
 def import_source(
-    engine: Engine, source: Archive, path: Path, wanted: str | None
+    engine: Engine, source: Archive, path: Path, wanted: str | None, notify: Notify | None = None
 ) -> tuple[BuiltImage, str | None]:
     """The body of import_archive for any Archive (a registry is one too: see
     transfer.registry.pull); ``path`` names it in messages, ``wanted`` is the
-    validated tag. Raises as import_archive; the caller closes ``source``."""
+    validated tag, ``notify`` hears of each layer (see import_layers). Raises
+    as import_archive; the caller closes ``source``."""
     store = engine.store
     manifest = read_manifest(source, path, wanted)
     tag = _tag_for(manifest, wanted)
@@ -379,7 +391,7 @@ def import_source(
     # Shared gc lock: prune cannot take layers this image stands on before its record
     # exists, nor the image itself (maybe untagged) before it is returned.
     with store.lock("gc", shared=True):
-        import_layers(store, manifest.layers, lambda blob: source.open(blob.name), keys, instructions)
+        import_layers(store, manifest.layers, lambda blob: source.open(blob.name), keys, instructions, notify)
         store.put_image(record)
         if tag:
             with store.lock("refs"):

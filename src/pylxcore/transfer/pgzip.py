@@ -9,6 +9,11 @@ chunks join into one deflate stream. The CRC-32 and length are computed as
 the data passes. The result is one ordinary gzip member any reader takes,
 and, the chunks being fixed, the same input always gives the same bytes.
 Memory is bounded: at most two chunks per core are in flight.
+
+A chunk that does not compress (random data, files already compressed) is
+told by deflating two samples of it, and then written as stored blocks:
+deflate would spend as long on it as on text and save nothing. The choice
+depends on the chunk's bytes only, so it too is reproducible.
 """
 
 from __future__ import annotations
@@ -21,9 +26,24 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
 
 CHUNK = 1 << 20  # bytes of input per parallel deflate job
+# gzip -1: on a root filesystem about 10 % larger than -6 and nearly three times faster.
+LEVEL = 1
 _WINDOW = 32 << 10  # deflate's window: the dictionary each chunk is primed with
 # gzip header: magic, deflate, no flags, mtime 0 (reproducible), no extra flags, OS "unknown".
 _HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+_SAMPLE = 32 << 10  # bytes of each of the two samples that judge a chunk
+_INCOMPRESSIBLE = 0.97  # a sample deflated to more than this fraction of its size saves nothing
+
+
+def _compresses(data: bytes) -> bool:
+    """Whether deflate gains anything on ``data``: its first and middle samples, at level 1."""
+    if len(data) < 4 * _SAMPLE:
+        return True
+    middle = len(data) // 2
+    for sample in (data[:_SAMPLE], data[middle : middle + _SAMPLE]):
+        if len(zlib.compress(sample, 1)) < _INCOMPRESSIBLE * _SAMPLE:
+            return True
+    return False
 
 
 class Sink(Protocol):
@@ -33,6 +53,8 @@ class Sink(Protocol):
 
 
 def _deflate(data: bytes, dictionary: bytes, level: int, last: bool) -> bytes:
+    if level and not _compresses(data):
+        level = 0  # stored blocks: as fast as a copy
     compressor = (
         zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS, 9, zlib.Z_DEFAULT_STRATEGY, dictionary)
         if dictionary
@@ -48,7 +70,7 @@ class ParallelGzipWriter:
     defaults to the number of cores. Raises what writing to ``out`` raises.
     """
 
-    def __init__(self, out: Sink, *, level: int = 6, threads: int | None = None) -> None:
+    def __init__(self, out: Sink, *, level: int = LEVEL, threads: int | None = None) -> None:
         self._out = out
         self._level = level
         self._threads = max(1, threads or os.cpu_count() or 1)
@@ -113,4 +135,4 @@ class ParallelGzipWriter:
             self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-__all__ = ["CHUNK", "ParallelGzipWriter"]
+__all__ = ["CHUNK", "LEVEL", "ParallelGzipWriter"]

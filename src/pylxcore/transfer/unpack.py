@@ -8,7 +8,6 @@ digests its manifest and config promise, checked while it streams.
 
 from __future__ import annotations
 
-import gzip
 import io
 import logging
 import os
@@ -88,6 +87,51 @@ class _Prefixed(io.RawIOBase):
         return len(data)
 
 
+class _Gunzip(io.RawIOBase):
+    """The uncompressed bytes of a gzip stream (one member or several; NUL padding
+    between them is skipped), read from ``source`` in big blocks.
+
+    gzip.GzipFile reads its input 8 KiB at a time: on a pull, the Python calls
+    around those reads cost more than the inflating. zlib checks each member's
+    CRC-32 and length; a stream that ends inside a member raises EOFError,
+    corrupt data zlib.error.
+    """
+
+    def __init__(self, source: IO[bytes]) -> None:
+        super().__init__()
+        self._source = source
+        self._inflate = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        self._input = b""
+        self._fresh = True  # no byte of the current member seen yet
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while True:
+            if not self._input:
+                self._input = self._source.read(CHUNK) or b""
+                if not self._input:
+                    if not self._fresh:
+                        raise EOFError("the gzip stream ends inside a member")
+                    return 0
+            if self._fresh:
+                self._input = self._input.lstrip(b"\0")
+                if not self._input:
+                    continue
+                self._fresh = False
+            out = self._inflate.decompress(self._input, len(buffer))
+            if self._inflate.eof:  # a member ends; another may follow
+                self._input = self._inflate.unused_data
+                self._inflate = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+                self._fresh = True
+            else:
+                self._input = self._inflate.unconsumed_tail
+            if out:
+                buffer[: len(out)] = out
+                return len(out)
+
+
 def _decompressed(raw: HashingReader, name: str) -> IO[bytes]:
     """The uncompressed bytes of a layer blob: gzip or a plain tar, told by its first bytes.
 
@@ -96,7 +140,7 @@ def _decompressed(raw: HashingReader, name: str) -> IO[bytes]:
     head = raw.read(4) or b""
     stream = _Prefixed(head, raw)
     if head[:2] == b"\x1f\x8b":
-        return gzip.GzipFile(fileobj=stream, mode="rb")  # type: ignore[return-value]
+        return _Gunzip(stream)  # type: ignore[arg-type,return-value]
     if head == b"\x28\xb5\x2f\xfd":
         raise StorageError(f"layer {name} is zstd-compressed, which this import does not read", path=name)
     if head[:3] == b"BZh" or head == b"\xfd7zX":
@@ -239,26 +283,55 @@ def _extract_member(
     os.utime(target, (member.mtime, member.mtime), follow_symlinks=False)
 
 
+def _blame_digest(raw: HashingReader, blob: LayerBlob) -> None:
+    """Raise for a blob that does not match its digest, if it does not: of a
+    corrupt blob, that is what to report, not what the unpacker tripped on."""
+    if blob.digest is None:
+        return
+    try:
+        raw.drain()  # (a registry's stream raises its own RegistryError here)
+    except OSError:
+        return
+    verify(
+        f"layer blob {blob.digest}",
+        blob.name,
+        digest=raw.digest,
+        size=raw.size,
+        want_digest=blob.digest,
+        want_size=None,
+        size_from="manifest",
+    )
+
+
 def unpack_layer(fh: IO[bytes], blob: LayerBlob, fs: Path, *, keep: IO[bytes] | None = None) -> Unpacked:
     """Unpack the layer blob read from ``fh`` into the empty directory ``fs``; verify its digests.
 
     ``keep``, a file open for writing, gets a copy of the blob's bytes as
     they are read (an import keeps the blob, to give the same one back).
+    ``fh`` may be a HashingReader nothing was read from yet: its hash is used.
     Raises StorageError (corrupt blob, digest mismatch, path tricks, or an
     OSError while writing).
     """
     dirs: list[tuple[Path, int]] = []
     try:
-        raw = HashingReader(fh, copy_to=keep)
+        raw: HashingReader
+        if isinstance(fh, HashingReader) and fh.size == 0 and fh.copy_to is None:
+            raw = fh  # it hashes already (a registry's blob stream): once is enough
+            raw.copy_to = keep
+        else:
+            raw = HashingReader(fh, copy_to=keep)
         stream = _decompressed(raw, blob.name)
-        compressed = isinstance(stream, gzip.GzipFile)
+        compressed = isinstance(stream, _Gunzip)
         plain = HashingReader(stream)
-        with tarfile.open(fileobj=plain, mode="r|") as tar:
+        # Big reads: tarfile's default (10 KiB) makes the Python layers between
+        # the socket and the files cost more than the gunzip itself.
+        with tarfile.open(fileobj=plain, mode="r|", bufsize=CHUNK) as tar:
             for member in tar:
                 _extract_member(tar, member, fs, dirs)
         plain.drain()
         raw.drain()
-    except (tarfile.TarError, EOFError, gzip.BadGzipFile, zlib.error) as err:
+    except (tarfile.TarError, EOFError, zlib.error) as err:
+        _blame_digest(raw, blob)
         raise StorageError(f"layer {blob.name} is not a valid layer tar: {err}", path=blob.name) from err
     except OSError as err:
         raise StorageError(f"cannot unpack layer {blob.name}: {err}", path=blob.name) from err

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
     from pylxcore.engine import Engine
     from pylxcore.images import BuiltImage
+    from pylxcore.transfer.progress import TransferProgress
 
 CaFile = str | os.PathLike[str] | None
 
@@ -33,23 +34,36 @@ def client_for(ref: Reference, *, ca_file: CaFile = None, insecure: bool = False
 
 
 def pull_image(
-    engine: Engine, ref: str, *, platform: str | None = None, ca_file: CaFile = None, insecure: bool = False
+    engine: Engine,
+    ref: str,
+    *,
+    platform: str | None = None,
+    ca_file: CaFile = None,
+    insecure: bool = False,
+    progress: TransferProgress = None,
 ) -> BuiltImage:
     """See ImageCollection.pull."""
     from pylxcore.transfer.registry.pull import pull
 
     parsed = parse_reference(ref)
-    return pull(engine, parsed, client_for(parsed, ca_file=ca_file, insecure=insecure), platform=platform)
+    client = client_for(parsed, ca_file=ca_file, insecure=insecure)
+    return pull(engine, parsed, client, platform=platform, progress=progress)
 
 
 def push_image(
-    engine: Engine, image: str, dest: str | None = None, *, ca_file: CaFile = None, insecure: bool = False
+    engine: Engine,
+    image: str,
+    dest: str | None = None,
+    *,
+    ca_file: CaFile = None,
+    insecure: bool = False,
+    progress: TransferProgress = None,
 ) -> str:
     """See ImageCollection.push."""
     from pylxcore.transfer.registry.push import push
 
     target = parse_reference(dest if dest is not None else image)
-    return push(engine, image, target, client_for(target, ca_file=ca_file, insecure=insecure))
+    return push(engine, image, target, client_for(target, ca_file=ca_file, insecure=insecure), progress)
 
 
 def base_image(engine: Engine, base: str) -> str:

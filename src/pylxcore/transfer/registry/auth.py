@@ -5,8 +5,14 @@ Read, in order: docker's ``config.json`` (``$DOCKER_CONFIG/config.json``, else
 (``$REGISTRY_AUTH_FILE``, else ``/run/containers/$UID/auth.json``, then
 ``~/.config/containers/auth.json``). Each holds ``{"auths": {"host[:port]":
 {"auth": base64("user:password")}}}``. ``login`` and ``logout`` write docker's
-file (0600, replaced atomically). Credential helpers (``credsStore``) are not
-run: entries kept by a helper are not seen.
+file (0600, replaced atomically).
+
+As Docker does, a credential helper named in docker's file for the registry
+(``credHelpers: {"host": "NAME"}``, else ``credsStore: "NAME"``) keeps that
+registry's credentials instead of the file: ``docker-credential-NAME get``
+(the server's address on stdin, ``{"Username", "Secret"}`` JSON on stdout),
+``store`` (that JSON, with ``ServerURL``, on stdin) and ``erase``. The file
+then only lists the registry, with an empty entry.
 """
 
 from __future__ import annotations
@@ -15,14 +21,19 @@ import base64
 import binascii
 import json
 import os
+import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
-from pylxcore.errors import StorageError
+from pylxcore.errors import RegistryError, StorageError
 from pylxcore.transfer.registry.reference import DOCKER_HUB
 
 # Docker Hub's key in docker's config.json.
 _HUB_KEY = "https://index.docker.io/v1/"
+_HELPER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # a program name, never a path
+_HELPER_TIMEOUT = 60.0  # seconds (a helper may ask a keyring that asks the user)
+_NOT_FOUND = "credentials not found"  # what docker's helpers say of a registry they lack
 
 
 def docker_config_path() -> Path:
@@ -60,13 +71,85 @@ def _read(path: Path) -> dict[str, Any]:
     return data
 
 
+def _helper(registry: str, config: dict[str, Any]) -> str | None:
+    """The credential helper docker's ``config`` names for ``registry``, if any. Raises StorageError."""
+    helpers = config.get("credHelpers") or {}
+    name = None
+    if isinstance(helpers, dict):
+        name = next((v for k, v in helpers.items() if _key_host(str(k)) == registry), None)
+    name = name or config.get("credsStore") or None
+    if name is not None and not (isinstance(name, str) and _HELPER_NAME.fullmatch(name)):
+        raise StorageError(f"invalid credential helper name {name!r} in {docker_config_path()}")
+    return name
+
+
+def _run_helper(name: str, action: str, data: str, registry: str) -> str:
+    """``docker-credential-NAME ACTION`` with ``data`` on stdin; its stdout.
+
+    Raises RegistryError when it cannot run or fails (its own message as the reason).
+    """
+    argv = [f"docker-credential-{name}", action]
+    try:
+        proc = subprocess.run(
+            argv, input=data.encode(), capture_output=True, timeout=_HELPER_TIMEOUT, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as err:
+        reason = f"cannot run {argv[0]}: {err}"
+        raise RegistryError(
+            f"credentials for {registry}: {reason}", registry=registry, reason=reason
+        ) from err
+    out = proc.stdout.decode(errors="replace")
+    if proc.returncode != 0:
+        reason = (out.strip() or proc.stderr.decode(errors="replace").strip())[
+            :500
+        ] or f"exit {proc.returncode}"
+        raise RegistryError(
+            f"credentials for {registry}: {argv[0]} {action} failed: {reason}",
+            registry=registry,
+            reason=reason,
+        )
+    return out
+
+
+def _helper_get(name: str, registry: str) -> tuple[str, str] | None:
+    """(username, password) the helper keeps for ``registry``, or None. Raises RegistryError."""
+    try:
+        out = _run_helper(name, "get", _key_for(registry), registry)
+    except RegistryError as err:
+        if _NOT_FOUND in err.reason.lower():
+            return None
+        raise
+    try:
+        answer = json.loads(out)
+        user, secret = answer["Username"], answer["Secret"]
+    except (ValueError, KeyError, TypeError) as err:
+        reason = f"docker-credential-{name} get answered no Username and Secret"
+        raise RegistryError(
+            f"credentials for {registry}: {reason}", registry=registry, reason=reason
+        ) from err
+    if not isinstance(user, str) or not isinstance(secret, str) or not secret:
+        return None
+    if user == "<token>":  # an identity token (OAuth refresh token): not a password
+        reason = f"docker-credential-{name} keeps an identity token, which pylxcore cannot use"
+        raise RegistryError(f"credentials for {registry}: {reason}", registry=registry, reason=reason)
+    return user, secret
+
+
 def find_credentials(registry: str) -> tuple[str, str] | None:
     """(username, password) kept for ``registry`` (host[:port]), or None.
 
-    Raises StorageError for an unreadable or malformed credentials file.
+    Raises StorageError for an unreadable or malformed credentials file,
+    RegistryError when a credential helper fails.
     """
-    for path in auth_files():
-        auths = _read(path).get("auths") or {}
+    for i, path in enumerate(auth_files()):
+        data = _read(path)
+        helper = _helper(registry, data) if i == 0 else None
+        if helper is not None:
+            found = _helper_get(helper, registry)
+            if found is not None:
+                return found
+            continue  # docker's file: the helper, not its empty entry, holds what there is
+        auths = data.get("auths") or {}
         if not isinstance(auths, dict):
             continue
         for key, entry in auths.items():
@@ -101,9 +184,11 @@ def _key_for(registry: str) -> str:
 
 
 def save_credentials(registry: str, username: str, password: str) -> Path:
-    """Keep (username, password) for ``registry`` in docker's config.json; return its path.
+    """Keep (username, password) for ``registry`` in docker's config.json (or the
+    credential helper it names); return the file's path.
 
-    Other entries and settings of the file stay. Raises StorageError.
+    Other entries and settings of the file stay. Raises StorageError,
+    RegistryError (the credential helper failed).
     """
     path = docker_config_path()
     data = _read(path)
@@ -112,7 +197,13 @@ def save_credentials(registry: str, username: str, password: str) -> Path:
         auths = data["auths"] = {}
     for key in [k for k in auths if _key_host(str(k)) == registry]:
         del auths[key]
-    auths[_key_for(registry)] = {"auth": base64.b64encode(f"{username}:{password}".encode()).decode()}
+    helper = _helper(registry, data)
+    if helper is not None:
+        entry = {"ServerURL": _key_for(registry), "Username": username, "Secret": password}
+        _run_helper(helper, "store", json.dumps(entry), registry)
+        auths[_key_for(registry)] = {}  # as docker writes it: the helper has the secret
+    else:
+        auths[_key_for(registry)] = {"auth": base64.b64encode(f"{username}:{password}".encode()).decode()}
     try:
         _write(path, data)
     except OSError as err:
@@ -121,15 +212,25 @@ def save_credentials(registry: str, username: str, password: str) -> Path:
 
 
 def remove_credentials(registry: str) -> bool:
-    """Forget ``registry``'s credentials in docker's config.json; whether there were any.
+    """Forget ``registry``'s credentials in docker's config.json (and its credential
+    helper); whether there were any.
 
-    Raises StorageError.
+    Raises StorageError, RegistryError (the credential helper failed).
     """
     path = docker_config_path()
     data = _read(path)
+    helper = _helper(registry, data)
+    erased = False
+    if helper is not None:
+        try:
+            _run_helper(helper, "erase", _key_for(registry), registry)
+            erased = True
+        except RegistryError as err:
+            if _NOT_FOUND not in err.reason.lower():
+                raise
     auths = data.get("auths")
     if not isinstance(auths, dict):
-        return False
+        return erased
     doomed = [k for k in auths if _key_host(str(k)) == registry]
     for key in doomed:
         del auths[key]
@@ -138,7 +239,7 @@ def remove_credentials(registry: str) -> bool:
             _write(path, data)
         except OSError as err:
             raise StorageError(f"cannot write {path}: {err}", path=str(path)) from err
-    return bool(doomed)
+    return erased or bool(doomed)
 
 
 __all__ = ["docker_config_path", "auth_files", "find_credentials", "save_credentials", "remove_credentials"]

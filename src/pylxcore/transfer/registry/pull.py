@@ -11,51 +11,55 @@ nothing in the store.
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import io
 import json
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Callable, cast
 
 from pylxcore.errors import RegistryError, SpecError
 from pylxcore.store import canonical_json
 from pylxcore.transfer.archive import Archive
-from pylxcore.transfer.digest import CHUNK, blob_name
+from pylxcore.transfer.digest import HashingReader, blob_name
 from pylxcore.transfer.imageconfig import host_platform
 from pylxcore.transfer.ocispec import DOCKER_MANIFEST, INDEX_TYPES, MEDIA_INDEX, MEDIA_MANIFEST
+from pylxcore.transfer.progress import Emitter, TransferProgress
 from pylxcore.transfer.registry.client import RegistryClient
 from pylxcore.transfer.registry.reference import Reference
 
 if TYPE_CHECKING:
     from pylxcore.engine import Engine
     from pylxcore.images import BuiltImage
+    from pylxcore.transfer.unpack import LayerBlob
 
 ACCEPT = (MEDIA_MANIFEST, DOCKER_MANIFEST, MEDIA_INDEX, *INDEX_TYPES)
 _SCHEMA1 = "application/vnd.docker.distribution.manifest.v1"
 
 
-class _BlobStream(io.RawIOBase):
+class BlobStream(HashingReader):
     """A blob as the registry sends it, hashed and counted as it is read.
 
     At the end it must hash to ``digest`` and (when known) have ``size``
     bytes; more than ``size`` bytes stop it at once (a registry that never
     stops sending). Either failure, or the connection breaking, raises
-    RegistryError.
+    RegistryError. ``on_bytes`` (when given) is told the bytes read so far, at each read.
     """
 
-    def __init__(self, resp: http.client.HTTPResponse, digest: str, size: int | None, registry: str) -> None:
-        super().__init__()
+    def __init__(
+        self,
+        resp: http.client.HTTPResponse,
+        digest: str,
+        size: int | None,
+        registry: str,
+        on_bytes: Callable[[int], None] | None = None,
+    ) -> None:
+        super().__init__(resp)
         self._resp = resp
         self._digest = digest
         self._size = size
         self._registry = registry
-        self._hash = hashlib.sha256()
-        self._seen = 0
+        self._on_bytes = on_bytes
         self._checked = False
-
-    def readable(self) -> bool:
-        return True
 
     def _fail(self, reason: str) -> RegistryError:
         return RegistryError(
@@ -64,25 +68,21 @@ class _BlobStream(io.RawIOBase):
 
     def readinto(self, buffer: Any) -> int:
         try:
-            data = self._resp.read(len(buffer))
+            n = super().readinto(buffer)
         except (OSError, http.client.HTTPException) as err:
             raise self._fail(
-                f"the transfer broke after {self._seen} bytes ({err or type(err).__name__})"
+                f"the transfer broke after {self.size} bytes ({err or type(err).__name__})"
             ) from err
-        n = len(data)
-        self._seen += n
-        if self._size is not None and self._seen > self._size:
+        if self._size is not None and self.size > self._size:
             raise self._fail(f"the registry sent more than the {self._size} bytes the manifest gives")
-        if n:
-            self._hash.update(data)
-            buffer[:n] = data
-        elif not self._checked:
+        if n and self._on_bytes is not None:
+            self._on_bytes(self.size)
+        elif not n and not self._checked:
             self._checked = True
-            got = "sha256:" + self._hash.hexdigest()
-            if got != self._digest:
-                raise self._fail(f"digest mismatch: the content hashes to {got}")
-            if self._size is not None and self._seen != self._size:
-                raise self._fail(f"{self._seen} bytes, the manifest gives {self._size}")
+            if self.digest != self._digest:
+                raise self._fail(f"digest mismatch: the content hashes to {self.digest}")
+            if self._size is not None and self.size != self._size:
+                raise self._fail(f"{self.size} bytes, the manifest gives {self._size}")
         return n
 
     def close(self) -> None:
@@ -94,10 +94,17 @@ class RegistrySource(Archive):
     """One image of a registry repository, read as an OCI image layout."""
 
     def __init__(
-        self, client: RegistryClient, repo: str, desc: dict[str, Any], body: bytes, manifest: dict[str, Any]
+        self,
+        client: RegistryClient,
+        repo: str,
+        desc: dict[str, Any],
+        body: bytes,
+        manifest: dict[str, Any],
+        on_bytes: Callable[[int], None] | None = None,
     ):
         self.client = client
         self.repo = repo
+        self.on_bytes = on_bytes  # told of each blob's bytes read so far (see BlobStream)
         self._files = {
             "index.json": canonical_json({"schemaVersion": 2, "manifests": [desc]}).encode(),
             blob_name(desc["digest"]): body,
@@ -115,8 +122,11 @@ class RegistrySource(Archive):
         blob_name(digest)  # a well-formed digest, nothing else reaches a URL
         size = self._sizes.get(digest)
         resp = self.client.open_blob(self.repo, digest)
-        raw = _BlobStream(resp, digest, size if isinstance(size, int) else None, self.client.registry)
-        return io.BufferedReader(raw, CHUNK)
+        # Unbuffered: the import reads it in big blocks, and hashes it with this stream's hash.
+        blob = BlobStream(
+            resp, digest, size if isinstance(size, int) else None, self.client.registry, self.on_bytes
+        )
+        return cast(IO[bytes], blob)
 
 
 def parse_platform(platform: str | None) -> tuple[str, str, str | None]:
@@ -198,20 +208,44 @@ def resolve(
     raise RegistryError(f"{ref}: image indexes nested too deeply", registry=client.registry, reason="nesting")
 
 
-def pull(engine: Engine, ref: Reference, client: RegistryClient, *, platform: str | None) -> BuiltImage:
+def pull(
+    engine: Engine,
+    ref: Reference,
+    client: RegistryClient,
+    *,
+    platform: str | None,
+    progress: TransferProgress = None,
+) -> BuiltImage:
     """Pull ``ref`` with ``client`` into ``engine``'s store and tag it ``ref.store_name``.
 
-    Raises ImageNotFound (no such repository, tag or digest), RegistryError
-    (auth, TLS, transport, digest mismatch), StorageError (corrupt or
-    unsupported content), SpecError (a config field pylxcore refuses).
-    Nothing of a failed pull stays in the store.
+    ``progress``: see pylxcore.transfer.progress. Raises ImageNotFound (no
+    such repository, tag or digest), RegistryError (auth, TLS, transport,
+    digest mismatch), StorageError (corrupt or unsupported content),
+    SpecError (a config field pylxcore refuses). Nothing of a failed pull
+    stays in the store.
     """
     from pylxcore.transfer.oci_import import import_source
 
-    desc, body, manifest = resolve(client, ref, platform)
-    source = RegistrySource(client, ref.repository, desc, body, manifest)
-    image, _ = import_source(engine, source, Path(str(ref)), ref.store_name)
-    return image
+    emitter = Emitter(progress, "pull", str(ref))
+    try:
+        desc, body, manifest = resolve(client, ref, platform)
+        source = RegistrySource(client, ref.repository, desc, body, manifest)
+        total = len(manifest.get("layers") or [])
+
+        def notify(i: int, blob: LayerBlob, state: str) -> None:
+            what = (i + 1, total, blob.digest or "", blob.size)
+            if state == "exists":
+                emitter.exists(*what)
+            elif state == "start":
+                source.on_bytes = emitter.layer(*what)
+            else:
+                emitter.layer_done(*what)
+
+        image, _ = import_source(engine, source, Path(str(ref)), ref.store_name, notify)
+        emitter.done()
+        return image
+    finally:
+        emitter.close()
 
 
-__all__ = ["ACCEPT", "RegistrySource", "parse_platform", "resolve", "pull"]
+__all__ = ["ACCEPT", "BlobStream", "RegistrySource", "parse_platform", "resolve", "pull"]
