@@ -35,10 +35,10 @@ from pylxcore.errors import (
 )
 from pylxcore.runtime.cgroups import Stats
 from pylxcore.runtime.container import Container
-from pylxcore.runtime.state import ContainerState
 from pylxcore.runtime.exec import ExecResult
 from pylxcore.runtime.logs import LogEntry
 from pylxcore.runtime.signals import signal_number
+from pylxcore.runtime.state import ContainerState
 from tests.conftest import until
 
 SLEEPER = ["sleep", "3600"]
