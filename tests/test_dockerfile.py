@@ -107,11 +107,33 @@ BAD: list[tuple[str, int | None, str, str]] = [
     ("# just a comment\n", None, "", "file with no instructions"),
     ("ARG A=1\n", None, "", "has no FROM instruction"),
     ("FROM busybox\nMAINTAINER me\n", 2, "MAINTAINER", "MAINTAINER is not supported"),
-    ("FROM busybox\nONBUILD RUN x\n", 2, "ONBUILD", "ONBUILD is not supported"),
+    ("FROM busybox\nONBUILD ONBUILD RUN x\n", 2, "ONBUILD", "chaining ONBUILD via 'ONBUILD ONBUILD'"),
+    ("FROM busybox\nONBUILD FROM busybox\n", 2, "ONBUILD", "FROM is not allowed as an ONBUILD trigger"),
+    ("FROM busybox\nonbuild maintainer me\n", 2, "ONBUILD", "MAINTAINER is not allowed as an ONBUILD"),
+    ("FROM busybox\nONBUILD\n", 2, "ONBUILD", "ONBUILD needs an instruction"),
+    ("FROM busybox\nONBUILD FETCH x\n", 2, "ONBUILD", "ONBUILD FETCH: FETCH is not supported"),
+    ("FROM busybox\nONBUILD RUN <<EOF\nx\nEOF\n", 2, "ONBUILD", "ONBUILD of an instruction with a heredoc"),
+    (
+        "FROM busybox AS a\nONBUILD COPY missing.txt /x\nFROM a\n",
+        3,
+        "FROM",
+        "the base image's ONBUILD trigger 'COPY missing.txt /x': 'missing.txt' does not exist",
+    ),
+    (
+        "FROM busybox AS a\nONBUILD RUN --mount=x true\nFROM a\n",
+        3,
+        "FROM",
+        "ONBUILD trigger 'RUN --mount=x true': flag --mount is not supported",
+    ),
     ("FROM busybox\nCOPY missing.txt /\n", 2, "COPY", "'missing.txt' does not exist in the build context"),
     ("FROM busybox\nCOPY ../x /\n", 2, "COPY", "outside the build context"),
     ("FROM busybox\nCOPY a.txt b.txt /dir\n", 2, "COPY", "must be a folder ending in '/'"),
-    ("FROM busybox\nADD http://example.com/x /\n", 2, "ADD", "URLs are not supported"),
+    ("FROM busybox\nCOPY http://example.com/x /\n", 2, "COPY", "only ADD fetches URLs"),
+    ("FROM busybox\nADD git@github.com:a/b.git /src/\n", 2, "ADD", "only http:// and https:// URLs"),
+    ("FROM busybox\nADD ftp://example.com/x /\n", 2, "ADD", "only http:// and https:// URLs"),
+    ("FROM busybox\nADD http://example.com/ /dir/\n", 2, "ADD", "cannot tell the file name from the URL"),
+    ("FROM busybox\nADD http:///x /x\n", 2, "ADD", "expected an http:// or https:// URL with a host"),
+    ("FROM busybox\nADD http://example.com/a http://example.com/b /x\n", 2, "ADD", "must be a folder"),
     ("FROM busybox\nRUN --mount=type=cache,target=/x true\n", 2, "RUN", "flag --mount is not supported"),
     ("FROM busybox\nENV A=${B:?required}\n", 2, "ENV", "B: required"),
     ('FROM busybox\nENV A="open\n', 2, "ENV", "unclosed double quote"),
@@ -190,6 +212,22 @@ def test_translation(tmp_path: Path) -> None:
     assert [layer.instruction() for layer in image.layers][:1] == ["Dockerfile:9 RUN echo $V"]
     assert image.layers[1].env_pairs == (("OS", "linux"),)
     assert image.layers[0].script == "export V=1\nexec /bin/sh -x -c 'echo $V'"
+
+
+def test_onbuild_translation(tmp_path: Path) -> None:
+    """ONBUILD is kept, not run; a stage FROM it runs it first, shown at its FROM line (podman: see
+    tests/test_dockerfile_onbuild_url.py)."""
+    (tmp_path / "Dockerfile").write_text(
+        "FROM busybox AS base\nONBUILD ARG V=1\nONBUILD RUN echo $V\nLABEL x=1\n"
+        "FROM base AS child\nONBUILD COPY a.txt /\nRUN echo own\n"
+    )
+    base = Image.from_dockerfile(tmp_path / "Dockerfile", target="base")
+    assert (base.onbuild, base.layers) == (("ARG V=1", "RUN echo $V"), ())
+    child = Image.from_dockerfile(tmp_path / "Dockerfile")
+    shown = [layer.instruction() for layer in child.layers]
+    assert shown == ["Dockerfile:5 [ONBUILD] RUN echo $V", "Dockerfile:7 RUN echo own"]
+    assert child.layers[0].script == "export V=1\nexec /bin/sh -c 'echo $V'"
+    assert (child.onbuild, child.labels) == (("COPY a.txt /",), {"x": "1"})
 
 
 # -- the command line: ``pylxcore build`` as a real process ----------------------

@@ -43,6 +43,7 @@ class ImageConfig:
     volumes: tuple[str, ...] = ()
     stop_signal: str | None = None
     healthcheck: Healthcheck | None = None
+    onbuild: tuple[str, ...] = ()  # Docker's OnBuild: run by a Dockerfile built FROM the image
 
     @classmethod
     def from_record(cls, data: dict[str, Any]) -> ImageConfig:
@@ -61,6 +62,7 @@ class ImageConfig:
             volumes=tuple(data.get("volumes") or ()),
             stop_signal=data.get("stop_signal"),
             healthcheck=Healthcheck.from_dict(healthcheck) if healthcheck else None,
+            onbuild=tuple(data.get("onbuild") or ()),
         )
 
 

@@ -130,6 +130,7 @@ class Builder:
         for index, layer in enumerate(image.layers, start=1):
             t0 = time.monotonic()
             instruction = layer.instruction()
+            fetched: Path | None = None  # ADD URL: the folder the file was fetched into
             ident: dict[str, Any] = {"layer": layer.canonical()}
             if salt:
                 ident["salt"] = salt
@@ -145,6 +146,14 @@ class Builder:
                 stage_out = lambda line, i=index: emit(BuildEvent("output", i, total, line=line))  # noqa: E731
                 stage_layers = self._stage_layers(index, layer, ctx, no_cache, stage_out)
                 ident["content"] = {"stage": stage_layers[-1], "src": layer.src}
+            elif layer.kind == "copy" and layer.url:
+                stage_layers = []
+                if reads is not None:
+                    reads.refuse(f"{layer.url} is fetched anew by every build")
+                from pylxcore.build.fetch import fetch_staged  # (only ADD of a URL needs it)
+
+                fetched = fetch_staged(self.store, layer, step=index, instruction=instruction)
+                ident["content"] = self._copy_digest(index, layer, fetched, None)
             elif layer.kind == "copy":
                 stage_layers = []
                 ident["content"] = self._copy_digest(index, layer, ctx, reads)
@@ -165,7 +174,7 @@ class Builder:
                             staged = self._run_step(index, layer, layer_keys, env, workdir, out)
                         else:
                             staged = self._copy_step(
-                                index, layer, layer_keys, ctx, ident["content"], stage_layers
+                                index, layer, layer_keys, fetched or ctx, ident["content"], stage_layers
                             )
                         try:
                             self.store.commit_layer(
@@ -173,6 +182,8 @@ class Builder:
                             )
                         finally:
                             rmtree(staged)
+            if fetched is not None:
+                rmtree(fetched)
             rec = self.store.get_layer(key)
             layer_keys.append(key)
             secs = time.monotonic() - t0
@@ -194,6 +205,7 @@ class Builder:
             "volumes": list(image.volumes),
             "stop_signal": image.stop_signal,
             "healthcheck": image.healthcheck.to_dict() if image.healthcheck is not None else None,
+            "onbuild": list(image.onbuild),
         }
         config.update({k: v for k, v in extra.items() if v})
         image_id = "sha256:" + sha256_hex(canonical_json({"layers": layer_keys, "config": config}))

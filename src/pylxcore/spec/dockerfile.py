@@ -63,6 +63,8 @@ class Stage:
     volumes: list[str] = attrs.field(factory=list)
     stop_signal: str | None = None
     healthcheck: Any = None
+    onbuild: list[str] = attrs.field(factory=list)  # this stage's ONBUILD instructions
+    triggers: list[str] = attrs.field(factory=list)  # its base's, run first (Docker's OnBuild)
 
     def inherit(self, parent: Stage) -> None:
         """Continue ``parent`` (a FROM of an earlier stage): its layers and config, not its ARGs."""
@@ -84,6 +86,7 @@ class Stage:
         self.labels = dict(parent.labels)
         self.ports = list(parent.ports)
         self.volumes = list(parent.volumes)
+        self.triggers = list(parent.onbuild)
 
     def words_env(self) -> dict[str, str]:
         """What ``$NAME`` means in this stage now: its ARGs with values, its ENV over them."""
@@ -163,6 +166,7 @@ class Reader:
         meta: dict[str, str | None] = dict(_platform_args())
         stages: list[Stage] = []
         for cmd in commands:
+            cmd = cmd._replace(cmd=cmd.cmd.upper())  # instructions are not case-sensitive
             self.cmd = cmd
             if cmd.cmd == "FROM":
                 stages.append(self.from_(cmd, meta, stages))
@@ -226,9 +230,10 @@ class Reader:
             stage.inherit(self.stage(earlier[-1]))
         else:
             stage.base = self.base(ref, stage)
-        from pylxcore.spec.dockersteps import apply  # (the instructions, one by one)
+        from pylxcore.spec.dockersteps import apply, run_triggers  # (the instructions, one by one)
 
         outer = self.cmd  # a COPY --from of another stage reads that stage in the middle of its own
+        run_triggers(self, stage)
         for cmd in stage.commands:
             self.cmd = cmd
             apply(self, stage, cmd)
@@ -273,6 +278,7 @@ class Reader:
         stage.labels = dict(cfg.labels)
         stage.ports, stage.volumes = list(cfg.exposed_ports), list(cfg.volumes)
         stage.stop_signal, stage.healthcheck = cfg.stop_signal, cfg.healthcheck
+        stage.triggers = list(cfg.onbuild)
 
     def image(self, stage: Stage) -> Any:
         """The Image of ``stage`` as it stands (``make`` of its values)."""
@@ -291,6 +297,7 @@ class Reader:
                     volumes=stage.volumes,
                     stop_signal=stage.stop_signal,
                     healthcheck=stage.healthcheck,
+                    onbuild=stage.onbuild,
                     context=self.context,
                 )
             )
@@ -323,8 +330,6 @@ class Reader:
 
     def copy_source(self, raw: str) -> list[str]:
         """The context paths a COPY/ADD source names (wildcards expanded), checked against .dockerignore."""
-        if re.match(r"^[a-z][a-z0-9+.-]*://", raw) or raw.startswith("git@"):
-            self.fail(f"{raw!r}: sources from URLs are not supported; fetch them in a RUN step")
         rel = posixpath.normpath(raw.lstrip("/")) if raw.strip("/") else "."
         if rel == ".." or rel.startswith("../"):
             self.fail(f"{raw!r} is outside the build context")

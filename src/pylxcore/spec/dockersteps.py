@@ -14,9 +14,16 @@ from pylxcore.spec.layer import Layer
 if TYPE_CHECKING:
     from pylxcore.spec.dockerfile import Reader, Stage
 
-__all__ = ["apply", "declare_args"]
+__all__ = ["apply", "declare_args", "run_triggers"]
 
+_URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
 _HEREDOC_ONLY = re.compile(r"\s*<<-?\s*([\"']?)(\w+)\1\s*")
+SUPPORTED = (
+    "FROM, RUN, COPY, ADD, ENV, ARG, WORKDIR, USER, CMD, ENTRYPOINT, EXPOSE, LABEL, VOLUME, STOPSIGNAL,"
+    " HEALTHCHECK, SHELL, ONBUILD"
+)
+# What ONBUILD may not hold, at definition and when its trigger runs (Docker's rule).
+_NOT_TRIGGERS = ("ONBUILD", "FROM", "MAINTAINER")
 
 
 def declare_args(
@@ -110,32 +117,58 @@ def _copy(reader: Reader, stage: Stage, cmd: Any) -> None:
     mode = flags.get("chmod")
     if mode is not None and not re.fullmatch(r"[0-7]{1,4}", mode):
         reader.fail(f"--chmod={mode}: expected octal permission bits like 755")
-    if source_image is None:
-        sources = [src for raw in raw_sources for src in reader.copy_source(raw)]
-    else:
-        sources = [_image_path(reader, raw) for raw in raw_sources]
+    # (path in the context or the other image, URL or "")
+    sources: list[tuple[str, str]] = []
+    for raw in raw_sources:
+        if _URL.match(raw) or raw.startswith("git@"):
+            sources.append((_url_name(reader, add and source_image is None, raw, dest), raw))
+        elif source_image is None:
+            sources.extend((src, "") for src in reader.copy_source(raw))
+        else:
+            sources.append((_image_path(reader, raw), ""))
     if len(sources) > 1 and not dest.endswith("/"):
         reader.fail(f"with more than one source the destination must be a folder ending in '/', got {dest!r}")
     if not dest.startswith("/"):
         slash = dest in (".", "./") or dest.endswith("/")
         dest = posixpath.normpath(posixpath.join(stage.workdir, dest))
         dest = dest.rstrip("/") + "/" if slash else dest
-    for src in sources:
-        extract = add and reader.is_archive(src)
+    for src, url in sources:
+        extract = add and not url and reader.is_archive(src)
         try:
             layer = Layer.copy(
                 src,
                 dest,
                 mode=mode,
                 owner=owner,
-                exclude=reader.ignore.patterns if source_image is None else (),
+                exclude=reader.ignore.patterns if source_image is None and not url else (),
                 stage=source_image,
                 extract=extract,
+                url=url,
                 source=_source(reader, cmd),
             )
         except SpecError as err:
             reader.fail(f"{err.key}: {err.reason}" if err.key else err.reason)
         stage.layers.append(layer)
+
+
+def _url_name(reader: Reader, allowed: bool, raw: str, dest: str) -> str:
+    """The name of the file ``ADD URL DEST`` fetches: the URL path's last
+    part, else (DEST naming a file) DEST's; Docker's rule."""
+    if not allowed:
+        reader.fail(f"{raw!r}: only ADD fetches URLs (COPY copies from the build context)")
+    if not re.match(r"https?://", raw):
+        reader.fail(f"{raw!r}: only http:// and https:// URLs can be added (git sources are not supported)")
+    from urllib.parse import unquote, urlsplit  # (only ADD URL needs it)
+
+    try:
+        validate.url(raw, "ADD")
+        path = urlsplit(raw).path
+    except (SpecError, ValueError) as err:
+        reader.fail(err.reason if isinstance(err, SpecError) else f"{raw!r}: {err}")
+    name = unquote(posixpath.basename(path)) or ("" if dest.endswith("/") else posixpath.basename(dest))
+    if name in ("", ".", "..") or "/" in name or "\0" in name:
+        reader.fail(f"cannot tell the file name from the URL {raw!r}; name the file in the destination")
+    return name
 
 
 def _image_path(reader: Reader, raw: str) -> str:
@@ -234,12 +267,67 @@ def apply(reader: Reader, stage: Stage, cmd: Any) -> None:
             stage.volumes.extend(validate.paths(paths, "VOLUME"))
         elif name == "STOPSIGNAL":
             stage.stop_signal = validate.stop_signal(reader.word(" ".join(cmd.value), env), "STOPSIGNAL")
+        elif name == "ONBUILD":
+            _onbuild(reader, stage, cmd)
         else:
-            reader.fail(
-                f"{name} is not supported (supported: FROM, RUN, COPY, ADD, ENV, ARG, WORKDIR, USER, CMD,"
-                " ENTRYPOINT, EXPOSE, LABEL, VOLUME, STOPSIGNAL, HEALTHCHECK, SHELL)"
-            )
+            reader.fail(f"{name} is not supported (supported: {SUPPORTED})")
     except SpecError as err:
         if err.path is not None:
             raise
         reader.fail(err.reason)
+
+
+def _not_trigger(reader: Reader, trigger: str) -> None:
+    if trigger == "ONBUILD":
+        reader.fail("chaining ONBUILD via 'ONBUILD ONBUILD' is not allowed")
+    if trigger in _NOT_TRIGGERS:
+        reader.fail(f"{trigger} is not allowed as an ONBUILD trigger")
+
+
+def _onbuild(reader: Reader, stage: Stage, cmd: Any) -> None:
+    """``ONBUILD INSTRUCTION``: kept as written (Docker's ``OnBuild``) for the builds FROM this image."""
+    trigger = (cmd.sub_cmd or "").upper()
+    if not trigger:
+        reader.fail("ONBUILD needs an instruction, like ONBUILD RUN make")
+    _not_trigger(reader, trigger)
+    if trigger not in SUPPORTED.split(", "):
+        reader.fail(f"ONBUILD {trigger}: {trigger} is not supported (supported: {SUPPORTED})")
+    # (Docker's parser reads the heredoc's lines but keeps them in no field of ONBUILD's.)
+    if cmd.heredocs or re.search(r"(?<!<)<<(?!<)-?\s*[\"']?\w+", cmd.original):
+        reader.fail("ONBUILD of an instruction with a heredoc is not supported")
+    # Docker keeps the instruction's text (continued lines joined) without "ONBUILD ".
+    stage.onbuild.append(re.sub(r"(?i)^\s*ONBUILD\s*", "", cmd.original))
+
+
+def run_triggers(reader: Reader, stage: Stage) -> None:
+    """Run the ONBUILD triggers of ``stage``'s base first, as Docker does right
+    after FROM; a failing one is reported at the FROM line.
+
+    Raises:
+        SpecError: for a trigger that cannot be parsed or is wrong in this build.
+    """
+    if not stage.triggers:
+        return
+    import dockerfile  # (deferred: only Dockerfile builds load Go's parser)
+
+    for expression in stage.triggers:
+        try:
+            parsed = dockerfile.parse_string(expression)
+            for command in parsed:
+                # Shown as "Dockerfile:1 [ONBUILD] RUN make": the FROM's line, the base's instruction.
+                cmd = command._replace(
+                    cmd=command.cmd.upper(),
+                    start_line=stage.line,
+                    end_line=stage.line,
+                    original="[ONBUILD] " + command.original,
+                )
+                reader.cmd = cmd
+                _not_trigger(reader, cmd.cmd)
+                apply(reader, stage, cmd)
+        except dockerfile.GoParseError as err:
+            reader.fail(
+                f"the base image's ONBUILD trigger {expression!r} does not parse: {err}", stage.from_cmd
+            )
+        except SpecError as err:
+            reader.fail(f"the base image's ONBUILD trigger {expression!r}: {err.reason}", stage.from_cmd)
+    stage.triggers = []

@@ -183,7 +183,9 @@ class Image:
     ``entrypoint``) is run by ``/bin/sh -c``. As in Docker, a container runs
     ``entrypoint + cmd``, and the arguments it is given replace ``cmd``.
     ``exposed_ports`` ("80/tcp"), ``volumes`` (paths), ``stop_signal`` and
-    ``healthcheck`` are the rest of Docker's image config, kept whole.
+    ``healthcheck`` are the rest of Docker's image config, kept whole;
+    ``onbuild`` (Docker's ``OnBuild``, from a Dockerfile's ``ONBUILD``) the
+    instructions a Dockerfile built FROM this image runs first.
     ``context`` (the build context folder) is not part of the image's
     identity: it is ignored by ``==`` and by :meth:`to_yaml`. When it is
     set, every copy source is checked to exist inside it.
@@ -208,12 +210,14 @@ class Image:
     volumes: tuple[str, ...] = attrs.field(default=(), converter=_convert_volumes)
     stop_signal: str | None = attrs.field(default=None, converter=_convert_stop_signal)
     healthcheck: Healthcheck | None = attrs.field(default=None, converter=_convert_healthcheck)
+    onbuild: tuple[str, ...] = attrs.field(default=(), converter=validate.onbuild)
     context: str | None = attrs.field(default=None, converter=_convert_context, eq=False)
 
     def __attrs_post_init__(self) -> None:
         if self.context is not None:
             for i, layer in enumerate(self.layers):
-                if layer.kind == "copy" and layer.stage is None:  # (--from: a path in another image)
+                # (--from: a path in another image; a URL: fetched by the build)
+                if layer.kind == "copy" and layer.stage is None and not layer.url:
                     resolve_copy_source(self.context, layer.src, key=f"layers[{i}].copy.src")
 
     @property
@@ -285,8 +289,8 @@ class Image:
         is ``context``, by default the Dockerfile's folder, and its
         ``.dockerignore`` applies. ``target`` picks the stage (default: the last).
         With ``engine``, a stage built FROM an image of its store starts
-        with that image's config (env, workdir, user, cmd...), as in Docker;
-        without, only with its files.
+        with that image's config (env, workdir, user, cmd...) and runs its
+        ONBUILD triggers first, as in Docker; without, only with its files.
 
         Raises:
             SpecError: with the file, the line and the instruction for any
@@ -333,6 +337,8 @@ class Image:
             data["healthcheck"] = self.healthcheck.to_dict()
         if self.limits != Limits():
             data["limits"] = self.limits.to_dict()
+        if self.onbuild:
+            raise SpecError("a Dockerfile's ONBUILD has no YAML form", key="onbuild")
         from pylxcore.spec.yaml import write_image  # deferred, as in from_yaml
 
         return write_image(data)

@@ -109,6 +109,8 @@ class Layer:
     stage: Image | None = None
     # ADD of a local tar archive: unpack it into dest (its owners and modes kept).
     extract: bool = False
+    # ADD of a URL: the file src is fetched from here by each build (not the context's).
+    url: str = ""
     # Where the step was written ("Dockerfile:7 RUN make"), shown instead of
     # the generated form; not part of what the step is.
     source: str = attrs.field(default="", eq=False)
@@ -122,7 +124,7 @@ class Layer:
         # even exist, so canonical() never has to decide whether it counts.
         used = {
             "run": ("script", "network", "user", "source"),
-            "copy": ("src", "dest", "mode", "owner", "exclude", "stage", "extract", "source"),
+            "copy": ("src", "dest", "mode", "owner", "exclude", "stage", "extract", "url", "source"),
             "env": ("env_pairs", "source"),
             "workdir": ("path", "source"),
         }[self.kind]
@@ -142,6 +144,10 @@ class Layer:
                 validate.user(self.user, "user")
         elif self.kind == "copy":
             validate.relative_path(self.src, "copy.src")
+            if self.url:
+                validate.url(self.url, "copy.url")
+                if "/" in self.src:
+                    raise SpecError(f"a fetched file's name has no '/', got {self.src!r}", key="copy.src")
             if self.dest == "":
                 raise SpecError(
                     "missing destination: copy needs an absolute dest inside the image", key="copy.dest"
@@ -184,6 +190,7 @@ class Layer:
         exclude: tuple[str, ...] = (),
         stage: Image | None = None,
         extract: bool = False,
+        url: str = "",
         source: str = "",
     ) -> Layer:
         """Copy ``src`` (relative to the build context) to ``dest`` (absolute in the image).
@@ -197,6 +204,9 @@ class Layer:
         image instead of the context (Docker's ``COPY --from``). With
         ``extract``, ``src`` is a tar archive (compressed or not) unpacked
         into the folder ``dest`` with its own owners and modes (Docker's ``ADD``).
+        With ``url`` (http or https), the file named ``src`` is fetched from
+        there by each build instead (Docker's ``ADD URL``: mode 0600 unless
+        ``mode``, its time the server's Last-Modified).
 
         Raises:
             SpecError: for an absolute ``src`` or one with ``..``, a relative
@@ -211,6 +221,7 @@ class Layer:
             exclude=exclude,
             stage=stage,
             extract=extract,
+            url=url,
             source=source,
         )
 
@@ -272,6 +283,8 @@ class Layer:
                 ident["from"] = "stage"
             if self.extract:
                 ident["extract"] = True
+            if self.url:
+                ident["url"] = self.url  # what was fetched: the builder adds its digest
             return ident
         if self.kind == "env":
             return {"kind": "env", "env": [[name, value] for name, value in self.env_pairs]}
@@ -282,9 +295,11 @@ class Layer:
 
         Raises:
             SpecError: for a Dockerfile's step that YAML cannot say (a user,
-                an owner, ``.dockerignore`` patterns, ``--from``, an archive to unpack).
+                an owner, ``.dockerignore`` patterns, ``--from``, an archive to unpack, a URL).
         """
-        extra = [name for name in ("user", "owner", "exclude", "stage", "extract") if getattr(self, name)]
+        extra = [
+            name for name in ("user", "owner", "exclude", "stage", "extract", "url") if getattr(self, name)
+        ]
         if extra:
             raise SpecError(
                 f"{self.instruction()!r} has no YAML form: YAML layers have no {', '.join(extra)}",

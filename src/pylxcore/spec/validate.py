@@ -29,6 +29,7 @@ __all__ = [
     "hostname",
     "labels",
     "network_name",
+    "onbuild",
     "paths",
     "ports",
     "published_ports",
@@ -88,6 +89,15 @@ def relative_path(src: object, key: str) -> str:
             f"invalid path {src!r}: must not contain '..' (it would leave the build context)", key=key
         )
     return src
+
+
+def url(value: object, key: str) -> str:
+    """An http or https URL with a host, without white space or control characters (``ADD URL``)."""
+    if not isinstance(value, str) or not re.fullmatch(r"https?://[^/?#\s]+[^\s]*", value):
+        raise SpecError(f"expected an http:// or https:// URL with a host, got {value!r}", key=key)
+    if has_control_chars(value):
+        raise SpecError(f"invalid URL {value!r}: control characters are not allowed", key=key)
+    return value
 
 
 def workdir(path: object, key: str = "workdir") -> str:
@@ -274,6 +284,17 @@ def stop_signal(value: object, key: str = "stop_signal") -> str | None:
         raise SpecError(f"expected a signal name like 'SIGTERM' or a number, got {value!r}", key=key)
     return value
 
+
+
+def onbuild(value: object, key: str = "onbuild") -> tuple[str, ...]:
+    """Docker's ``OnBuild``: the Dockerfile instructions (as written, without
+    ``ONBUILD``) that a Dockerfile built FROM the image runs first."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+        raise SpecError(f"expected a list of instructions, got {type_name(value)}", key=key)
+    for i, item in enumerate(value):
+        if not isinstance(item, str) or not item.strip() or "\0" in item:
+            raise SpecError(f"expected a Dockerfile instruction, got {item!r}", key=f"{key}[{i}]")
+    return tuple(value)
 
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ns|us|µs|ms|s|m|h)")
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}

@@ -37,7 +37,7 @@ _OCI_ARCH = {
 }
 
 # Docker config fields with no pylxcore equivalent: import says it drops them.
-_IGNORED_FIELDS = ("Shell", "OnBuild")
+_IGNORED_FIELDS = ("Shell",)
 # The history fields an entry keeps through import and export, as they were.
 _HISTORY_FIELDS = ("created", "created_by", "author", "comment", "empty_layer")
 _NS = 1_000_000_000  # Docker's healthcheck durations are nanoseconds
@@ -120,6 +120,8 @@ def oci_config(store: Store, record: ImageRecord, diff_ids: list[str], epoch: in
         container["Volumes"] = {path: {} for path in cfg["volumes"]}
     if cfg.get("stop_signal"):
         container["StopSignal"] = cfg["stop_signal"]
+    if cfg.get("onbuild"):
+        container["OnBuild"] = list(cfg["onbuild"])
     if cfg.get("healthcheck"):
         container["Healthcheck"] = oci_healthcheck(Healthcheck.from_dict(cfg["healthcheck"]))
     origin = record.origin
@@ -226,6 +228,7 @@ def record_config(config: dict[str, Any], limits_json: str | None) -> dict[str, 
         "volumes": list(validate.paths(_names_of(c.get("Volumes"), "config.Volumes"), "config.Volumes")),
         "stop_signal": validate.stop_signal(c.get("StopSignal") or None, "config.StopSignal"),
         "healthcheck": record_healthcheck(c.get("Healthcheck")),
+        "onbuild": list(validate.onbuild(c.get("OnBuild") or [], "config.OnBuild")),
     }
     return {
         "env": env,
