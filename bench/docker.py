@@ -37,7 +37,7 @@ class Docker:
         self.reason = docker_missing()
         if self.reason:
             return False
-        self.peer = DockerPeer(self.dir)
+        self.peer = self.make_peer()
         try:
             self.peer.start()
             self.peer.load_rootfs(self.rootfs, IMAGE)
@@ -47,6 +47,10 @@ class Docker:
         except (RuntimeError, OSError, subprocess.SubprocessError) as err:  # PeerError is one
             self.reason = f"docker cannot run here: {err}"
         return self.reason is None
+
+    def make_peer(self) -> DockerPeer:
+        """The peer ``ready()`` starts (bench/network_case.py gives it a network namespace)."""
+        return DockerPeer(self.dir)
 
     def argv(self, *args: str) -> list[str]:
         assert self.peer is not None

@@ -53,6 +53,25 @@ def _command_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]
     stop_command_servers(base)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _host_ruleset_unchanged() -> Iterator[None]:
+    """The host's own nftables ruleset is byte-identical after the suite to
+    what it was before, pylxcore's tables (``pylxcore_*``) aside: the library
+    touches no one else's rules (SPEC.md section 12)."""
+    import shutil
+
+    from tests.netutil import ruleset_outside
+
+    if shutil.which("nft") is None:
+        yield  # (no nftables here: nothing the suite could have changed through it)
+        return
+    before = ruleset_outside()
+    yield
+    after = ruleset_outside()
+    changed = f"the host's nft ruleset changed during the suite:\n--- before\n{before}\n--- after\n{after}"
+    assert after == before, changed
+
+
 def stop_command_servers(base: Path) -> None:
     """Stop the command servers listening in ``base``, by pid."""
     from pylxcore.cli.warm import stop_servers

@@ -134,6 +134,12 @@ class DockerPeer:
         self._existed = {p: os.path.exists(p) for p in OUTSIDE}
         self._containerd: subprocess.Popen[bytes] | None = None
         self._dockerd: subprocess.Popen[bytes] | None = None
+        # A network namespace (its /run/netns name) dockerd runs in, and its
+        # networking flags: the bench's network case gives dockerd its bridge,
+        # iptables and docker-proxy there, where they cannot touch the host's.
+        self.netns: str | None = None
+        self.network_flags = ["--bridge=none", "--iptables=false", "--ip6tables=false",
+                              "--ip-forward=false", "--ip-masq=false", "--userland-proxy=false"]
 
     # -- the docker CLI ------------------------------------------------------------
 
@@ -187,16 +193,16 @@ class DockerPeer:
         self._wait(lambda: self.containerd_sock.exists(), self._containerd, w / "containerd.log",
                    "containerd's socket", timeout)
         with open(w / "dockerd.log", "wb") as log:
+            enter = [] if self.netns is None else ["nsenter", f"--net=/run/netns/{self.netns}"]
             self._dockerd = subprocess.Popen(
-                [_which("dockerd") or "dockerd",
+                [*enter, _which("dockerd") or "dockerd",
                  "--config-file", str(w / "daemon.json"),
                  "--data-root", str(w / "data"),
                  "--exec-root", str(s / "exec"),
                  "--pidfile", str(w / "docker.pid"),
                  "-H", f"unix://{self.sock}",
                  "--containerd", str(self.containerd_sock),
-                 "--bridge=none", "--iptables=false", "--ip6tables=false",
-                 "--ip-forward=false", "--ip-masq=false", "--userland-proxy=false",
+                 *self.network_flags,
                  "--exec-opt", "native.cgroupdriver=cgroupfs",
                  "--cgroup-parent", f"/{self.cgroup}",
                  # On exit dockerd stops running containers; waiting 15 s for

@@ -52,6 +52,14 @@ def test_cli_publish_forms_are_the_library_forms() -> None:
     assert validate.published_ports(ports)  # (the library takes them)
     with pytest.raises(SpecError):
         parse_publish(["a:80"])
+    # Ranges, as docker's: port by port, or each on a free host port.
+    assert parse_publish(["8000-8002:80-82", "127.0.0.1::90-91/udp"]) == {
+        "80/tcp": [8000], "81/tcp": [8001], "82/tcp": [8002],
+        "90/udp": [("127.0.0.1", None)], "91/udp": [("127.0.0.1", None)],
+    }
+    for bad in ("8000-8001:80-82", "82-80", "80-:80"):
+        with pytest.raises(SpecError):
+            parse_publish([bad])
 
 
 def test_subnet_choice_avoids_what_the_host_uses() -> None:
@@ -308,6 +316,72 @@ def test_command_line(net_engine: Engine, capsys: pytest.CaptureFixture[str]) ->
     assert cli("network", "ls", "-q") == (0, "")
 
 
+def test_chosen_address_and_a_published_range(net_engine: Engine, capsys: pytest.CaptureFixture[str]) -> None:
+    from pylxcore.cli import main
+
+    engine = net_engine
+    image = build_web(engine)
+    engine.networks.create("chosen", subnet="10.89.124.0/24")
+    code = main(["--root", str(engine.root), "run", "-d", "--name", "w", "--network", "chosen",
+                 "--ip", "10.89.124.50", "-p", "127.0.0.1::80-81", image, *serve("chosen")])
+    assert (code, capsys.readouterr().out) == (0, "w\n")
+    c = engine.containers.get("w")
+    assert c.ip_address == "10.89.124.50"
+    assert c.exec(["ip", "-4", "-o", "addr"]).stdout.decode().count("10.89.124.50/24") == 1
+    ((_, port80),), ((_, port81),) = c.ports["80/tcp"], c.ports["81/tcp"]
+    assert port80 != port81
+    assert until(lambda: fetch(f"http://127.0.0.1:{port80}/"), what="w on its port") == "chosen"
+    # The next container gets a free address, not the chosen one.
+    other = engine.containers.create(image, name="o", network="chosen")
+    assert other.ip_address == "10.89.124.2"
+    with pytest.raises(Conflict):  # taken
+        engine.containers.create(image, name="x", network="chosen", ip="10.89.124.50")
+    with pytest.raises(Conflict):  # the gateway
+        engine.containers.create(image, name="x", network="chosen", ip="10.89.124.1")
+    for bad in ("10.89.125.5", "10.89.124.255", "nope"):
+        with pytest.raises(SpecError):
+            engine.containers.create(image, name="x", network="chosen", ip=bad)
+    with pytest.raises(SpecError):  # (as Docker: not on the default bridge)
+        engine.containers.create(image, name="x", network="bridge", ip="10.89.124.60")
+    with pytest.raises(SpecError):
+        engine.containers.create(image, name="x", ip="10.89.124.60")  # network "none"
+    assert sorted(engine.networks.get("chosen").containers) == ["o", "w"]
+    # connect --ip, to a stopped container: it has that address from its start.
+    engine.networks.create("second", subnet="10.89.126.0/24")
+    engine.networks.connect("second", "o", ip="10.89.126.77")
+    other.start()
+    assert "10.89.126.77/24" in other.exec(["ip", "-4", "-o", "addr"]).stdout.decode()
+
+
+def test_resolver_settings(net_engine: Engine, capsys: pytest.CaptureFixture[str]) -> None:
+    from pylxcore.cli import main
+
+    engine = net_engine
+    image = build_web(engine)
+    # The default bridge: the name servers given, instead of the host's; the search and options too.
+    code = main(["--root", str(engine.root), "run", "-d", "--name", "d", "--network", "bridge",
+                 "--dns", "192.0.2.53", "--dns", "192.0.2.54", "--dns-search", "example.test",
+                 "--dns-option", "ndots:2", image])
+    assert (code, capsys.readouterr().out) == (0, "d\n")
+    resolv = engine.containers.get("d").exec(["cat", "/etc/resolv.conf"]).stdout.decode().splitlines()
+    assert [line for line in resolv if line.startswith("nameserver")] == [
+        "nameserver 192.0.2.53", "nameserver 192.0.2.54"]
+    assert "search example.test" in resolv and "options ndots:2" in resolv
+    # A user network: its own DNS server answers (the containers' names); search and options as given.
+    net = engine.networks.create("named")
+    u = engine.containers.run(image, name="u", detach=True, network="named", dns_search=["example.test"])
+    resolv = u.exec(["cat", "/etc/resolv.conf"]).stdout.decode().splitlines()
+    assert resolv == [f"nameserver {net.gateway}", "search example.test", "options ndots:0"]
+    with pytest.raises(SpecError):  # (its server forwards to the host's resolvers, whatever is given)
+        engine.containers.create(image, name="x", network="named", dns=["192.0.2.53"])
+    assert engine.networks.get("named").containers == ("u",)  # (nothing was allocated to "x")
+    for bad in ({"dns": "192.0.2.53"}, {"dns": ["nope"]}, {"dns_opt": ["a b"]}, {"dns_search": ["-x"]}):
+        with pytest.raises(SpecError):
+            engine.containers.create(image, name="x", network="bridge", **bad)  # type: ignore[arg-type]
+    with pytest.raises(SpecError):
+        engine.containers.create(image, name="x", dns=["192.0.2.53"])  # network "none"
+
+
 def test_user_namespaced_container_publishes_a_port(net_engine: Engine) -> None:
     engine = net_engine
     image = build_web(engine)
@@ -337,3 +411,35 @@ def test_a_start_makes_bridge_rules_and_dns_again(net_engine: Engine) -> None:
     ((_, port),) = web.ports["80/tcp"]
     assert until(lambda: fetch(f"http://127.0.0.1:{port}/"), what="web after the 'reboot'") == "again"
     assert _page_in(client, "http://web/") == "again"
+
+
+def test_rules_are_loaded_only_when_they_change_and_check_reloads_drifted_ones(
+    net_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = net_engine
+    image = build_web(engine)
+    engine.networks.create("drift")
+    table = engine.networks.table
+    commits: list[str] = []
+    real = nftables._nft
+
+    def counted(script: str) -> None:
+        commits.append(script)
+        real(script)
+
+    monkeypatch.setattr(nftables, "_nft", counted)
+    quiet = engine.containers.create(image, name="quiet", network="drift")  # no ports: no rule changes
+    assert commits == []
+    engine.containers.create(image, name="w", network="drift", ports={"80/tcp": None})
+    assert len(commits) == 1
+    quiet.remove()
+    assert len(commits) == 1
+    monkeypatch.undo()
+    assert "dnat to" in (nftables.listing(table) or "")
+    # Rules changed behind the library's back, the table's comment unchanged:
+    # a change that renders the same rules does not see it; check() loads them again.
+    subprocess.run(["nft", "flush", "chain", "ip", table, "published"], check=True)
+    nftables.apply(table, records.load_all(engine.store).values())
+    assert "dnat to" not in (nftables.listing(table) or "")
+    engine.check()
+    assert "dnat to" in (nftables.listing(table) or "")

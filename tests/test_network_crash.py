@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -13,7 +14,7 @@ import time
 import pytest
 
 from pylxcore import Engine
-from pylxcore.network import dns, endpoint, links, nftables, records
+from pylxcore.network import conntrack, dns, endpoint, links, nftables, records
 from tests.netutil import build_web, net_engine, ruleset_outside
 
 __all__ = ["net_engine"]  # (the fixture, imported to be found)
@@ -37,28 +38,49 @@ def _assert_consistent(engine: Engine, network: str) -> None:
     assert set(links.ports_of(rec.bridge)) <= running
     ips = [ep.ip for ep in rec.endpoints.values()]
     assert len(ips) == len(set(ips))
+    assert conntrack.forget_strays([rec.subnet], ips, dry_run=True) == 0
+
+
+def _tracked(ip: str) -> int:
+    """How many of the host's conntrack entries name ``ip``."""
+    return conntrack.forget_addresses([ip], dry_run=True)
+
+
+CYCLES = 500
 
 
 @pytest.mark.slow
-def test_100_run_remove_cycles_leak_nothing(net_engine: Engine) -> None:
+def test_500_run_remove_cycles_leak_nothing(net_engine: Engine) -> None:
+    # Each container publishes a port of each protocol and is sent a datagram
+    # through one (a conntrack entry, DNATed to it), then removed; nothing of
+    # it may be left: veth, address, rules, DNS name, tracked connection.
     engine = net_engine
     image = build_web(engine)
     before = ruleset_outside()
     veths_before = set(links.link_names("pxv"))
     net = engine.networks.create("cycle")
-    for i in range(100):
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for i in range(CYCLES):
         c = engine.containers.run(image, name=f"cyc{i}", detach=True, network="cycle", aliases=["a"],
                                   ports={"80/tcp": None, "53/udp": None})
-        if i % 33 == 0:
+        ((_, udp),) = c.ports["53/udp"]
+        sock.sendto(b"ping", ("127.0.0.1", udp))
+        if i % 50 == 0:
+            assert c.ip_address is not None
+            assert _tracked(c.ip_address) >= 1  # (so that the check below can fail)
             assert len(_dnat_rules(engine)) == 2
             assert dns.named(net.bridge) == [c.name]
             assert links.ports_of(net.bridge) == [endpoint.veth_name(engine.store.root_id, c.name, "cycle")]
         c.remove(force=True)
+        if i % 50 == 0:
+            assert _tracked(c.ip_address) == 0
+    sock.close()
     assert records.load(engine.store, "cycle").endpoints == {}
     assert _dnat_rules(engine) == []
     assert dns.named(net.bridge) == []
     assert links.ports_of(net.bridge) == []
     assert set(links.link_names("pxv")) <= veths_before
+    assert conntrack.forget_strays([net.subnet], [], dry_run=True) == 0
     assert engine.check().consistent
     engine.networks.remove("cycle")
     assert ruleset_outside() == before
@@ -79,10 +101,13 @@ while True:
 """
 
 GHOST = """
-import os, signal, sys
+import os, signal, socket, sys
 from pylxcore import Engine
 engine = Engine(root=sys.argv[1])
-engine.networks.attach("ghost", "crash", ports={"80/tcp": None}, aliases=["boo"])
+att = engine.networks.attach("ghost", "crash", ports={"80/tcp": None, "53/udp": None}, aliases=["boo"])
+# A datagram through its published port: a tracked connection, DNATed to its address.
+(udp,) = [hport for cport, _, hport in att.meta["ports"] if cport == "53/udp"]
+socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"boo", ("127.0.0.1", udp))
 os.kill(os.getpid(), signal.SIGKILL)  # before the container is made
 """
 
@@ -96,9 +121,13 @@ def test_sigkill_during_create_and_remove_then_check(net_engine: Engine) -> None
     subprocess.run([sys.executable, "-c", GHOST, str(engine.root)], check=False, timeout=60)
     rec = records.load(engine.store, "crash")
     assert "ghost" in rec.endpoints and dns.named(rec.bridge) == ["ghost"]
-    assert len(_dnat_rules(engine)) == 1
+    assert len(_dnat_rules(engine)) == 2
+    ghost_ip = rec.endpoints["ghost"].ip
+    assert _tracked(ghost_ip) >= 1
     report = engine.check()
     assert any("ghost" in r for r in report.repaired), report
+    assert any("tracked connection" in r for r in report.repaired), report
+    assert _tracked(ghost_ip) == 0
     _assert_consistent(engine, "crash")
     # Killed at a random point while containers are made and removed.
     rng = random.Random(7)

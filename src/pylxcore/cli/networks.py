@@ -12,10 +12,20 @@ from pylxcore.engine import Engine
 from pylxcore.errors import SpecError
 
 
+def _port_range(text: str, item: str) -> list[int]:
+    """``80`` or ``8000-8002``: the ports, in order (the library checks each is a port)."""
+    first, dash, last = text.partition("-")
+    if not first.isdigit() or (dash and not last.isdigit()) or (dash and int(last) < int(first)):
+        raise SpecError(f"bad -p {item!r}: expected [IP:][HOSTPORT[-END]:]PORT[-END][/udp]", key="publish")
+    return list(range(int(first), int(last) + 1)) if dash else [int(first)]
+
+
 def parse_publish(items: Sequence[str]) -> dict[str, list[Any]]:
     """``-p`` values as ``run(ports=...)`` takes them: ``8080:80``,
     ``127.0.0.1:8080:80``, ``127.0.0.1::80`` and ``80`` (a free host port),
-    each optionally ``/udp``. The library checks the numbers and addresses."""
+    each optionally ``/udp``; and ranges, as docker's: ``8000-8002:80-82``
+    (port by port, the two ranges of one length) and ``80-82`` (each on a
+    free host port). The library checks the numbers and addresses."""
     ports: dict[str, list[Any]] = {}
     for item in items:
         spec, _, proto = item.partition("/")
@@ -26,11 +36,16 @@ def parse_publish(items: Sequence[str]) -> dict[str, list[Any]]:
             ip, (host, cport) = "", parts
         else:
             ip, host, cport = parts
-        if not cport.isdigit() or (host and not host.isdigit()):
-            raise SpecError(f"bad -p {item!r}: expected [IP:][HOSTPORT:]PORT[/udp]", key="publish")
-        hport = int(host) if host else None
-        binding: Any = (ip, hport) if ip else hport
-        ports.setdefault(f"{cport}/{proto or 'tcp'}", []).append(binding)
+        cports = _port_range(cport, item)
+        hports: list[int | None] = list(_port_range(host, item)) if host else [None] * len(cports)
+        if len(hports) != len(cports):
+            raise SpecError(
+                f"bad -p {item!r}: the host range and the container range must have as many ports",
+                key="publish",
+            )
+        for c, hport in zip(cports, hports):
+            binding: Any = (ip, hport) if ip else hport
+            ports.setdefault(f"{c}/{proto or 'tcp'}", []).append(binding)
     return ports
 
 
@@ -43,6 +58,11 @@ def publish_options(engine: Engine, args: argparse.Namespace) -> dict[str, Any]:
     options: dict[str, Any] = {
         "network": args.network, "hostname": args.hostname, "aliases": args.network_alias,
     }
+    if getattr(args, "ip", None) is not None:
+        options["ip"] = args.ip
+    for flag, kwarg in (("dns", "dns"), ("dns_search", "dns_search"), ("dns_option", "dns_opt")):
+        if getattr(args, flag, None):
+            options[kwarg] = list(getattr(args, flag))
     if ports:
         options["ports"] = ports
     return options
@@ -75,7 +95,7 @@ def cmd_network(args: argparse.Namespace) -> int:
     elif sub == "inspect":
         print(json.dumps([nets.get(n).inspect() for n in args.names], indent=2))
     elif sub == "connect":
-        nets.connect(args.network, args.container, aliases=args.alias)
+        nets.connect(args.network, args.container, aliases=args.alias, ip=args.ip)
     elif sub == "disconnect":
         nets.disconnect(args.network, args.container)
     elif sub == "prune":

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 import attrs
 
 from pylxcore.errors import Conflict, LXCError, NetworkNotFound, SpecError
-from pylxcore.network import dns, endpoint, links, nftables, records, subnets
+from pylxcore.network import conntrack, dns, endpoint, links, nftables, records, subnets
 from pylxcore.network.attachment import Attachment
 from pylxcore.network.records import EndpointRecord, NetworkRecord
 from pylxcore.spec import validate
@@ -73,9 +73,9 @@ class Network:
         """Remove the network. Raises Conflict (containers on it), NetworkNotFound."""
         self._collection.remove(self.name)
 
-    def connect(self, container: str, *, aliases: Sequence[str] = ()) -> None:
+    def connect(self, container: str, *, aliases: Sequence[str] = (), ip: str | None = None) -> None:
         """See NetworkCollection.connect."""
-        self._collection.connect(self.name, container, aliases=aliases)
+        self._collection.connect(self.name, container, aliases=aliases, ip=ip)
         self.reload()
 
     def disconnect(self, container: str) -> None:
@@ -271,10 +271,12 @@ class NetworkCollection:
     # -- containers on networks ----------------------------------------------
 
     def _endpoint(
-        self, recs: dict[str, NetworkRecord], network: str, container: str, aliases: Sequence[str]
+        self, recs: dict[str, NetworkRecord], network: str, container: str, aliases: Sequence[str],
+        ip: str | None = None,
     ) -> EndpointRecord:
         """Allocate ``container`` an address on ``network`` (the default bridge
-        is made on first use); saved. Caller holds the lock."""
+        is made on first use): ``ip``, or the lowest free one. Caller holds
+        the lock and saves the record."""
         if network == DEFAULT_NETWORK and network not in recs:
             self._new(recs, network, None, False)
         if network not in recs:
@@ -286,7 +288,13 @@ class NetworkCollection:
             raise SpecError(
                 f"network {network!r} (the default bridge) has no names, so no aliases", key="aliases"
             )
-        ip = subnets.free_address(subnets.parse_subnet(rec.subnet), [ep.ip for ep in rec.endpoints.values()])
+        net, taken = subnets.parse_subnet(rec.subnet), [ep.ip for ep in rec.endpoints.values()]
+        if ip is None:
+            ip = subnets.free_address(net, taken)
+        elif not rec.dns:  # (as Docker: a chosen address only on a network of the user's)
+            raise SpecError(f"network {network!r} (the default bridge) gives no chosen addresses", key="ip")
+        else:
+            ip = subnets.chosen_address(net, ip, taken)
         ep = EndpointRecord(ip=ip, aliases=list(aliases), owner=owner_tag())
         rec.endpoints[container] = ep
         return ep
@@ -299,13 +307,19 @@ class NetworkCollection:
         ports: object = None,
         hostname: str | None = None,
         aliases: Sequence[str] = (),
+        ip: str | None = None,
+        dns_settings: Mapping[str, Sequence[str]] | None = None,
     ) -> Attachment:
         """For pylxcore.runtime: allocate container ``container`` (not made yet)
-        an address on ``network``, and host ports for ``ports`` (see
-        pylxcore.spec.validate.published_ports), with their rules; what that
-        makes of it. Its endpoint carries this process's owner tag until
-        ``committed()``. Raises SpecError, NetworkNotFound, Conflict (a port
-        or the last address taken), LXCError."""
+        an address on ``network`` (``ip``, or a free one), and host ports for
+        ``ports`` (see pylxcore.spec.validate.published_ports), with their
+        rules; what that makes of it. Its endpoint carries this process's
+        owner tag until ``committed()``. ``dns_settings`` (from
+        pylxcore.spec.validate.dns_settings) go into its resolv.conf; name
+        servers only on the default bridge: on a user network the network's
+        DNS server answers. Raises SpecError (``ip`` not of the network's
+        subnet, or on the default bridge; name servers on a user network),
+        NetworkNotFound, Conflict (a port, ``ip`` or the last address taken), LXCError."""
         validate.network_name(network)
         wanted = validate.published_ports(ports)
         if hostname is not None:
@@ -315,8 +329,15 @@ class NetworkCollection:
             recs = records.load_all(self._store)
             self._sweep(recs)
             taken = [p for r in recs.values() for e in r.endpoints.values() for p in e.ports]
-            ep = self._endpoint(recs, network, container, aliases)
+            ep = self._endpoint(recs, network, container, aliases, ip)
             rec = recs[network]
+            if rec.dns and (dns_settings or {}).get("servers"):
+                rec.endpoints.pop(container)
+                raise SpecError(
+                    f"network {network!r} has a DNS server of its own, which forwards to the host's"
+                    " resolvers: name servers can be given only on the default bridge",
+                    key="dns",
+                )
             try:
                 ep.ports = endpoint.allocate_ports(wanted, taken)
                 records.save(self._store, rec)
@@ -333,7 +354,7 @@ class NetworkCollection:
                 raise
         return endpoint.attachment(
             self._store.root_id, str(records.files_dir(self._store, container)), container, hostname,
-            [(rec, ep)], ep.ports,
+            [(rec, ep)], ep.ports, dns_settings,
         )
 
     def committed(self, container: str) -> None:
@@ -352,18 +373,26 @@ class NetworkCollection:
         ports and their rules, DNS names. Raises LXCError."""
         with records.locked(self._store):
             recs = records.load_all(self._store)
-            changed = False
+            changed, published = False, []
             for rec in recs.values():
                 if network not in (None, rec.name):
                     continue
-                if rec.endpoints.pop(container, None) is not None:
+                ep = rec.endpoints.pop(container, None)
+                if ep is not None:
                     records.save(self._store, rec)
                     dns.drop_names(rec.bridge, container)
                     changed = True
+                    if ep.ports:
+                        published.append(ep.ip)
             if changed:
                 self._apply(recs)
             if not (self._store.containers_dir / container / "meta.json").exists():
                 rmtree(records.files_dir(self._store, container))
+            # The connections to its published ports, once no rule leads to it:
+            # the kernel would send their next packets (a UDP client's) to the
+            # address's next holder. Only then: a dump walks the kernel's whole
+            # table (10-40 ms); check() forgets the rest (see pylxcore.network.conntrack).
+            conntrack.forget_addresses(published)
 
     def ready(self, meta: Mapping[str, Any]) -> None:
         """For pylxcore.runtime, before a container starts: make sure the
@@ -410,7 +439,8 @@ class NetworkCollection:
                 pairs = [(recs[n], recs[n].endpoints[c.name]) for n in meta["networks"]]
                 files = records.files_dir(self._store, c.name)
                 att = endpoint.attachment(
-                    self._store.root_id, str(files), c.name, meta.get("hostname"), pairs, meta["ports"]
+                    self._store.root_id, str(files), c.name, meta.get("hostname"), pairs, meta["ports"],
+                    meta.get("dns"),
                 )
                 for rec, _ in pairs:
                     self._up(rec)
@@ -452,17 +482,20 @@ class NetworkCollection:
                 veth = endpoint.veth_name(self._store.root_id, container, rec.name)
                 links.plug(init, veth, rec.bridge, ep.ip, prefix)
 
-    def connect(self, network: str, container: str, *, aliases: Sequence[str] = ()) -> None:
+    def connect(
+        self, network: str, container: str, *, aliases: Sequence[str] = (), ip: str | None = None
+    ) -> None:
         """Put ``container`` (made on a network) on ``network`` too, answering
-        to its name and ``aliases`` there: a running one gets an interface
-        there at once (the next ``ethN``), a stopped one when it starts.
-        Raises NetworkNotFound, ContainerNotFound, Conflict (already on it, or
+        to its name and ``aliases`` there, at ``ip`` (None: a free address):
+        a running one gets an interface there at once (the next ``ethN``), a
+        stopped one when it starts. Raises NetworkNotFound, ContainerNotFound,
+        SpecError (a bad ``ip``), Conflict (already on it, ``ip`` taken, or
         made with network "none"/"host"), LXCError (the host refused the link)."""
         validate.network_name(network)
         aliases = [validate.hostname(a, "aliases") for a in aliases]
 
         def change(recs: dict[str, NetworkRecord], meta: dict[str, Any]) -> None:
-            ep = self._endpoint(recs, network, meta["name"], aliases)
+            ep = self._endpoint(recs, network, meta["name"], aliases, ip)
             ep.owner = None  # the container exists
             rec = recs[network]
             records.save(self._store, rec)
@@ -476,6 +509,7 @@ class NetworkCollection:
         """Take ``container`` off ``network`` (a running one loses its interface
         there at once); its published ports go with its place there. Raises
         NetworkNotFound, ContainerNotFound, Conflict (not on it)."""
+        released: list[str] = []
 
         def change(recs: dict[str, NetworkRecord], meta: dict[str, Any]) -> None:
             if network not in recs:
@@ -483,6 +517,8 @@ class NetworkCollection:
             ep = recs[network].endpoints.pop(meta["name"], None)
             if ep is None or network not in meta["networks"]:
                 raise Conflict(f"container {meta['name']!r} is not on network {network!r}", name=meta["name"])
+            if ep.ports:
+                released.append(ep.ip)  # (as in release)
             records.save(self._store, recs[network])
             dns.drop_names(recs[network].bridge, meta["name"])
             del meta["networks"][network]
@@ -490,6 +526,7 @@ class NetworkCollection:
                 meta["ports"] = []
 
         self._reconfigure(container, change)
+        conntrack.forget_addresses(released)  # (as in release: its rules are gone now)
 
     def repair(self, fix: Callable[[str], None], *, repair: bool) -> None:
         """For ``Engine.check()``: see pylxcore.network.repair."""

@@ -22,7 +22,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Mapping, Sequence
 
 from pylxcore.errors import LXCError
 from pylxcore.procs import process_start_time, read_stat
@@ -141,14 +141,23 @@ def hosts_file(hostname: str, entries: Iterable[tuple[str, Iterable[str]]]) -> s
     return "\n".join(lines) + "\n"
 
 
-def resolv_conf(nameserver: str | None) -> str:
+def resolv_conf(nameserver: str | None, settings: Mapping[str, Sequence[str]] | None = None) -> str:
     """A container's /etc/resolv.conf: its network's dnsmasq, or (the
-    default bridge, which has none, as Docker's) the host's resolvers but those
-    on the host's loopback, which a container cannot reach; Google's if none is
-    left (as Docker does)."""
+    default bridge, which has none, as Docker's) the name servers of
+    ``settings`` (``--dns``), else the host's resolvers but those on the
+    host's loopback, which a container cannot reach; Google's if none is
+    left (as Docker does). ``settings``' search domains and options
+    (``--dns-search``, ``--dns-option``) replace the host's."""
+    settings = settings or {}
+    search, options = list(settings.get("search", ())), list(settings.get("options", ()))
+    tail = [f"search {' '.join(search)}"] if search else []
+    tail += [f"options {' '.join(options)}"] if options else []
     if nameserver is not None:
-        return f"nameserver {nameserver}\noptions ndots:0\n"
-    kept: list[str] = []
+        lines = [f"nameserver {nameserver}", *tail]
+        if not options:
+            lines.append("options ndots:0")
+        return "\n".join(lines) + "\n"
+    kept: list[str] = [f"nameserver {ns}" for ns in settings.get("servers", ())]
     try:
         text = Path("/etc/resolv.conf").read_text()
     except OSError:
@@ -156,12 +165,12 @@ def resolv_conf(nameserver: str | None) -> str:
     for line in text.splitlines():
         words = line.split()
         if words and words[0] == "nameserver" and len(words) > 1:
-            if words[1].startswith("127.") or words[1] == "::1":
+            if words[1].startswith("127.") or words[1] == "::1" or settings.get("servers"):
                 continue
             kept.append(line.strip())
         elif words and words[0] in ("search", "options"):
-            kept.append(line.strip())
+            if not (search if words[0] == "search" else options):  # (those given replace the host's)
+                kept.append(line.strip())
     if not any(k.startswith("nameserver") for k in kept):
         kept += ["nameserver 8.8.8.8", "nameserver 8.8.4.4"]
-    return "\n".join(kept) + "\n"
-
+    return "\n".join(kept + tail) + "\n"

@@ -8,7 +8,7 @@ import errno
 import hashlib
 import ipaddress
 import socket
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from pylxcore.errors import Conflict
 from pylxcore.network import dns
@@ -87,9 +87,11 @@ def attachment(
     hostname: str | None,
     networks: Sequence[tuple[NetworkRecord, EndpointRecord]],
     ports: Ports,
+    dns_settings: Mapping[str, Sequence[str]] | None = None,
 ) -> Attachment:
     """What ``networks`` ((network record, this container's endpoint in it),
-    the first the main one) make of container ``container``."""
+    the first the main one) make of container ``container``; ``dns_settings``
+    from pylxcore.spec.validate.dns_settings."""
     nics = []
     for rec, ep in networks:
         prefix = ipaddress.ip_network(rec.subnet).prefixlen
@@ -109,13 +111,14 @@ def attachment(
         files_dir=files_dir,
         hostname=hostname,
         hosts=dns.hosts_file(host, [(ep.ip, [container, *ep.aliases]) for _, ep in networks]),
-        resolv_conf=dns.resolv_conf(nameserver),
+        resolv_conf=dns.resolv_conf(nameserver, dns_settings),
         meta={
             "networks": {
                 rec.name: {"ip": ep.ip, "aliases": list(ep.aliases)} for rec, ep in networks
             },
             "ports": ports,
             "hostname": hostname,
+            **({"dns": {k: list(v) for k, v in dns_settings.items()}} if dns_settings else {}),
         },
     )
 

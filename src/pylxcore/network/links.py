@@ -12,12 +12,16 @@ deleted by name, and their sysctls under ``/proc/sys/net/ipv4/conf/<bridge>``.
 from __future__ import annotations
 
 import errno
+import fcntl
 import ipaddress
+import socket
+import struct
 from typing import Any
 
 from pylxcore.errors import LXCError
 
 IPv4Network = ipaddress.IPv4Network
+_SIOCGIFADDR, _SIOCGIFNETMASK = 0x8915, 0x891B
 
 
 def _ipr() -> Any:
@@ -55,12 +59,44 @@ def _sysctl(bridge: str, key: str, value: str) -> None:
         fh.write(value)
 
 
+def _read(path: str) -> str:
+    with open(path) as fh:
+        return fh.read().strip()
+
+
+def _is_set_up(name: str, address: str, prefixlen: int) -> bool:
+    """Whether bridge ``name`` is as ``ensure_bridge`` leaves it: up, with
+    its sysctls and ``address/prefixlen``."""
+    try:
+        if not int(_read(f"/sys/class/net/{name}/flags"), 16) & 1:  # IFF_UP
+            return False
+        conf = f"/proc/sys/net/ipv4/conf/{name}"
+        if _read(f"{conf}/forwarding") != "1" or _read(f"{conf}/route_localnet") != "1":
+            return False
+        if _read(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6") != "1":
+            return False
+    except (OSError, ValueError):
+        return False
+    # Its (first) IPv4 address and netmask by ioctl: microseconds, where a
+    # netlink round trip through pyroute2 costs a millisecond or two.
+    ifreq = struct.pack("256s", name.encode())
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            addr = fcntl.ioctl(s.fileno(), _SIOCGIFADDR, ifreq)[20:24]
+            mask = fcntl.ioctl(s.fileno(), _SIOCGIFNETMASK, ifreq)[20:24]
+    except OSError:  # (EADDRNOTAVAIL: it has none)
+        return False
+    return socket.inet_ntoa(addr) == address and int.from_bytes(mask, "big").bit_count() == prefixlen
+
+
 def ensure_bridge(name: str, address: str, prefixlen: int) -> None:
     """Make bridge ``name`` with ``address/prefixlen`` and bring it up, unless
     it is there already. Sets, on this bridge only: ``forwarding`` (its
     containers' traffic may be routed on) and ``route_localnet`` (so that a
     port published on 127.0.0.1 can be DNATed to a container; the nftables
     table drops what containers send to 127.0.0.0/8 through it). Raises LXCError."""
+    if _is_set_up(name, address, prefixlen):
+        return  # (as it is before every start: a few reads instead of netlink changes)
     try:
         with _ipr() as ipr:
             found = ipr.link_lookup(ifname=name)

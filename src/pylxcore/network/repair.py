@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable
 
-from pylxcore.network import dns, endpoint, links, nftables, records
+from pylxcore.network import conntrack, dns, endpoint, links, nftables, records
 from pylxcore.procs import process_start_time
 from pylxcore.store import owner_alive, rmtree
 
@@ -77,13 +77,22 @@ def repair(networks: NetworkCollection, fix: Callable[[str], None], *, repair: b
                     fix(f"stopped the DNS server of a network that is gone ({d.name})")
                     if repair:
                         _stop_orphan_dns(d.name)
+        # Connections of addresses no container holds (its maker was killed
+        # before it forgot them): the kernel would hand them to the next holder.
+        allocated = [ep.ip for r in recs.values() for ep in r.endpoints.values()]
+        subnets = [r.subnet for r in recs.values()]
+        strays = conntrack.forget_strays(subnets, allocated, dry_run=True)
+        if strays:
+            fix(f"forgot {strays} tracked connection(s) of addresses no container holds")
+            if repair:
+                conntrack.forget_strays(subnets, allocated)
         table = networks.table
         if (nftables.listing(table) is None) == bool(recs):
             fix(f"{'made' if recs else 'deleted'} nftables table {table} to match the network records")
         if repair:
-            # Whole and atomic, so rules that drifted from the records are
-            # replaced too; the same rules again change nothing.
-            nftables.apply(table, recs.values())
+            # Whole and atomic (forced: its comment may say so, but rules in it
+            # may have drifted from the records); the same rules again change nothing.
+            nftables.apply(table, recs.values(), force=True)
 
 
 def _stop_orphan_dns(bridge: str) -> None:

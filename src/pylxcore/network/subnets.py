@@ -70,3 +70,20 @@ def free_address(net: IPv4Network, taken: Iterable[str]) -> str:
         if str(host) not in skip:
             return str(host)
     raise Conflict(f"network subnet {net} has no free address left", name=str(net))
+
+
+def chosen_address(net: IPv4Network, value: object, taken: Iterable[str], key: str = "ip") -> str:
+    """``value``, an address asked for in ``net``: one of its hosts, not its
+    gateway. Raises SpecError (not an address of ``net``), Conflict (taken)."""
+    try:
+        ip = ipaddress.IPv4Address(value) if isinstance(value, str) else None
+    except ValueError:
+        ip = None
+    if ip is None or ip not in net or ip in (net.network_address, net.broadcast_address):
+        example = gateway(net)[:-1] + "9"
+        raise SpecError(f"expected an address of subnet {net} like {example}, got {value!r}", key=key)
+    if str(ip) == gateway(net):
+        raise Conflict(f"address {ip} is the gateway of subnet {net}", name=str(ip))
+    if str(ip) in set(taken):
+        raise Conflict(f"address {ip} is already taken on subnet {net}", name=str(ip))
+    return str(ip)

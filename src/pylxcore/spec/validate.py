@@ -397,6 +397,39 @@ def hostname(value: object, key: str = "hostname") -> str:
     return value
 
 
+_DNS_OPTION_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]*(?::[0-9]{1,4})?")
+
+
+def dns_settings(
+    servers: object = (), search: object = (), options: object = (), key: str = "dns"
+) -> dict[str, list[str]]:
+    """A container's resolver settings, as ``docker run --dns/--dns-search/--dns-option``
+    (docker-py's ``dns``, ``dns_search``, ``dns_opt``): lists of IPv4 name
+    servers, search domains (host names) and resolver options like
+    "ndots:2"; only those given are in the result ({} for none)."""
+    out: dict[str, list[str]] = {}
+    for name, value, check in (
+        ("servers", servers, lambda v, k: _host_ip(v, k)),
+        ("search", search, hostname),
+        ("options", options, None),
+    ):
+        if value is None:
+            continue
+        if isinstance(value, str) or not isinstance(value, (list, tuple)):
+            raise SpecError(f"expected a list of strings, got {type_name(value)}", key=f"{key}.{name}")
+        items = []
+        for v in value:
+            if check is not None:
+                items.append(check(v, f"{key}.{name}"))
+            elif isinstance(v, str) and _DNS_OPTION_RE.fullmatch(v):
+                items.append(v)
+            else:
+                raise SpecError(f"expected a resolver option like 'ndots:2', got {v!r}", key=f"{key}.{name}")
+        if items:
+            out[name] = items
+    return out
+
+
 def _host_ip(value: object, key: str) -> str:
     import ipaddress  # (deferred: only published ports need it)
 
