@@ -38,20 +38,37 @@ def process_start_time(pid: int) -> int | None:
 
 class Child:
     """A program started with ``posix_spawn`` (its stdin, stdout and stderr
-    the given descriptors; ``env``, else this process's environment), whose
-    exit code is read by ``poll()`` or ``wait()``. Raises OSError when it
-    cannot be started."""
+    the given descriptors, or with ``terminal`` that terminal's path, opened
+    as its controlling terminal in a session of its own; ``env``, else this
+    process's environment), whose exit code is read by ``poll()`` or
+    ``wait()``. Raises OSError when it cannot be started."""
 
     def __init__(
-        self, argv: list[str], stdin: int, stdout: int, stderr: int, env: dict[str, str] | None = None
+        self,
+        argv: list[str],
+        stdin: int,
+        stdout: int,
+        stderr: int,
+        env: dict[str, str] | None = None,
+        *,
+        terminal: str | None = None,
     ) -> None:
-        actions = [
+        actions: list[tuple[int, int, int] | tuple[int, int, str, int, int]] = [
             (os.POSIX_SPAWN_DUP2, stdin, 0),
             (os.POSIX_SPAWN_DUP2, stdout, 1),
             (os.POSIX_SPAWN_DUP2, stderr, 2),
         ]
+        if terminal is not None:
+            # In a session of its own, whose leader opening a terminal takes it
+            # as its controlling terminal (glibc makes the session before the
+            # file actions): stdin, stdout and stderr are that terminal.
+            actions = [
+                (os.POSIX_SPAWN_OPEN, 0, terminal, os.O_RDWR, 0),
+                (os.POSIX_SPAWN_DUP2, 0, 1),
+                (os.POSIX_SPAWN_DUP2, 0, 2),
+            ]
         environ = os.environ if env is None else env
-        self.pid = os.posix_spawn(argv[0], argv, environ, file_actions=actions, setsid=False)
+        self.pid = os.posix_spawn(argv[0], argv, environ, file_actions=actions, setsid=terminal is not None)
         self.code: int | None = None
 
     def poll(self) -> int | None:

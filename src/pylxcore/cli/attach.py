@@ -19,12 +19,13 @@ def _pump(
     tail: int | None,
     timestamps: bool,
     failures: list[BaseException],
+    since: float | None = None,
 ) -> None:
     """Copy one stream of the container's log to ``out`` until it exits (a thread)."""
     try:
         chunks = container.logs(
             follow=True, stdout=stream == "stdout", stderr=stream == "stderr", tail=tail,
-            timestamps=timestamps,
+            timestamps=timestamps, since=since,
         )
         for chunk in chunks:
             write_bytes(out, chunk)
@@ -32,14 +33,17 @@ def _pump(
         failures.append(err)
 
 
-def follow_logs(container: Container, *, tail: int | None = None, timestamps: bool = False) -> None:
+def follow_logs(
+    container: Container, *, tail: int | None = None, timestamps: bool = False, since: float | None = None
+) -> None:
     """Stream the container's stdout to ours and its stderr to ours until it
-    exits. Raises what the library raises while following."""
+    exits (``since``: only what it wrote from that unix time on). Raises what
+    the library raises while following."""
     failures: list[BaseException] = []
     threads = [
         threading.Thread(
             target=_pump,
-            args=(container, stream, out, tail, timestamps, failures),
+            args=(container, stream, out, tail, timestamps, failures, since),
             name=f"pylxcore-logs-{stream}",
             daemon=True,
         )

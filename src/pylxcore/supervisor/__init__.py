@@ -3,11 +3,13 @@
 
     main.py      the program's entry (run as __main__.py; see there how)
     supervise.py the supervisor's life: run lxc-execute, pump its output, record its end
-    lxcexec.py   lxc-execute's container seen from outside: its pids, its end, a failed start
+    lxcexec.py   lxc-execute started (on pipes or a terminal), its container seen from
+                 outside: its pids, its end, a failed start
     logfile.py   the log's record format and its writer (rotation, reserved space)
     oom.py       the OOM kill counter, watched while the cgroup lives
     policy.py    policy.spec: the restart policy and its back-off, the healthcheck, the events' path
     health.py    the healthcheck, run in the container with Docker's rules
+    attachsock.py  the attach socket: callers reach a terminal's or stdin's container through it
     events.py    the store's events log, appended to
     mounts.py    a user-namespaced container's idmapped root
     runspec.py   what the library tells a supervisor to run (run.spec, userns.spec)

@@ -1,7 +1,8 @@
 """lxc-execute and the container it runs, as the supervisor sees them:
-liblxc's init and the main process found by their namespace pids, the
-container ended by pidfd, and a container liblxc could not start told apart
-from one whose command exited at once."""
+lxc-execute started (its output on pipes, or on a terminal), liblxc's init
+and the main process found by their namespace pids, the container ended by
+pidfd, and a container liblxc could not start told apart from one whose
+command exited at once."""
 
 from __future__ import annotations
 
@@ -122,3 +123,59 @@ def start_failure(proc: Child, lxc_log: str, died: bool) -> str | None:
     if not died and not any(_LXC_START_FAILED in line for line in lines):
         return None
     return "\n".join(lines) or "the container's first process died while liblxc set it up (no error logged)"
+
+
+class Run:
+    """One run of lxc-execute: the process, its output pipes (with a
+    terminal: its master as ``out_r``, ``err_r`` -1), its stdin pipe's end
+    (or -1), and the container's init and main process (pids, and pidfds
+    once it runs)."""
+
+    __slots__ = ("gone", "init", "init_fd", "main", "main_fd", "out_r", "err_r", "proc", "stdin_w")
+
+    def __init__(self, proc: Child, out_r: int, err_r: int, stdin_w: int = -1) -> None:
+        self.proc, self.out_r, self.err_r, self.stdin_w = proc, out_r, err_r, stdin_w
+        self.init: int | None = None
+        self.main: int | None = None
+        self.init_fd: int | None = None
+        self.main_fd: int | None = None
+        self.gone = False
+
+
+def spawn_on_pipes(argv: list[str], env: dict[str, str], stdin: bool) -> Run | str:
+    """Start lxc-execute (``argv``, with ``env``) with its stdout and stderr
+    on pipes, its stdin on /dev/null or (``stdin``) a pipe; the run, or an
+    ``error:`` line."""
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    in_r, in_w = os.pipe() if stdin else (os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC), -1)
+    try:
+        return Run(Child(argv, in_r, out_w, err_w, env), out_r, err_r, in_w)
+    except OSError as err:
+        for fd in (out_r, err_r, in_w):
+            if fd >= 0:
+                os.close(fd)
+        return f"error: cannot run {argv[0]}: {err}"
+    finally:
+        os.close(out_w)
+        os.close(err_w)
+        os.close(in_r)
+
+
+def spawn_on_terminal(argv: list[str], env: dict[str, str], size: tuple[int, int]) -> Run | str:
+    """Start lxc-execute (``argv``, with ``env``) on a new pty of the host's
+    of ``size`` (rows, columns), as its controlling terminal (see attachsock
+    why; liblxc gives the container's terminal that size); the run (the
+    master as its output), or an ``error:`` line."""
+    from pylxcore.supervisor.attachsock import set_size
+
+    master, peer = os.openpty()
+    try:
+        set_size(master, *size)  # (a new pty has none) until a caller gives its own
+        proc = Child(argv, -1, -1, -1, env, terminal=os.ttyname(peer))
+    except OSError as err:
+        os.close(master)
+        return f"error: cannot run {argv[0]} on a terminal: {err}"
+    finally:
+        os.close(peer)
+    return Run(proc, master, -1)

@@ -34,11 +34,18 @@ def write_fields(ctrdir: str, name: str, fields: list[str]) -> None:
 class RunSpec:
     """``run.spec``: NUL-separated fields ``auto_remove`` ("0"/"1"), the OOM
     counter file to watch (or ""), the log's size cap in bytes (-1: none) and
-    its number of files, the number N of environment entries that follow
+    its number of files, how the main process takes its input and output
+    ("" the default: no input, its output on pipes; "i": its stdin from the
+    attach socket, "t": on a terminal, "it": both; see attachsock), the
+    terminal's size at the start ("ROWS COLS", or ""), the number N of
+    environment entries that follow
     (``KEY=VALUE``: lxc-execute's whole environment, see
     pylxcore.runtime.lxcconfig.split_env), then the lxc-execute command line."""
 
-    __slots__ = ("argv", "auto_remove", "env", "log_max_files", "log_max_size", "oom_path")
+    __slots__ = (
+        "argv", "auto_remove", "console_size", "env", "log_max_files", "log_max_size", "oom_path", "stdin",
+        "tty",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -49,6 +56,9 @@ class RunSpec:
         oom_path: str = "",
         log_max_size: int = -1,
         log_max_files: int = 1,
+        tty: bool = False,
+        stdin: bool = False,
+        console_size: tuple[int, int] = (24, 80),
     ) -> None:
         self.argv = argv
         self.env = env
@@ -56,6 +66,9 @@ class RunSpec:
         self.oom_path = oom_path
         self.log_max_size = log_max_size
         self.log_max_files = log_max_files
+        self.tty = tty
+        self.stdin = stdin
+        self.console_size = console_size
 
     @classmethod
     def read(cls, ctrdir: str) -> RunSpec:
@@ -63,15 +76,19 @@ class RunSpec:
         ValueError when it is not one."""
         fields = read_fields(ctrdir, RUN_SPEC)
         try:
-            n = int(fields[4])
-            env = dict(item.split("=", 1) for item in fields[5 : 5 + n])
+            n = int(fields[6])
+            env = dict(item.split("=", 1) for item in fields[7 : 7 + n])
+            rows, cols = (int(x) for x in fields[5].split()) if fields[5] else (24, 80)
             return cls(
-                fields[5 + n :],
+                fields[7 + n :],
                 env=env,
                 auto_remove=fields[0] == "1",
                 oom_path=fields[1],
                 log_max_size=int(fields[2]),
                 log_max_files=int(fields[3]),
+                stdin="i" in fields[4],
+                tty="t" in fields[4],
+                console_size=(rows, cols),
             )
         except IndexError as err:
             raise ValueError(f"{RUN_SPEC} in {ctrdir} has too few fields") from err
@@ -84,6 +101,8 @@ class RunSpec:
             self.oom_path,
             str(self.log_max_size),
             str(self.log_max_files),
+            ("i" if self.stdin else "") + ("t" if self.tty else ""),
+            f"{self.console_size[0]} {self.console_size[1]}",
             str(len(items)),
             *items,
             *self.argv,

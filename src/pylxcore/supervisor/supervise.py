@@ -8,8 +8,10 @@ code and whether the kernel OOM-killed it (see state, oom). As its
 ``policy.spec`` says (see policy), it starts the container again after it
 ended, and runs its healthcheck meanwhile (see health); it appends what
 happens (start, die, oom, health_status) to the store's events log (see
-events). Then it exits, removing the container first when it was run with
-auto-removal.
+events). A container created with ``tty`` or ``stdin`` runs on a terminal
+or with its stdin open, and callers attach to it through a socket the
+supervisor holds (see attachsock). Then it exits, removing the container
+first when it was run with auto-removal.
 
 When liblxc cannot start the container (lxc-execute fails before the main
 process exists), the supervisor answers START_FAILED and liblxc's ERROR lines
@@ -23,11 +25,20 @@ import os
 import select
 import time
 
-from pylxcore.procs import Child, process_start_time
+from pylxcore.procs import process_start_time
 from pylxcore.supervisor.events import append_event
 from pylxcore.supervisor.health import HealthCheck
 from pylxcore.supervisor.logfile import STDERR, STDOUT, LogWriter
-from pylxcore.supervisor.lxcexec import died_in_setup, end_container, find_pids, lxc_errors, start_failure
+from pylxcore.supervisor.lxcexec import (
+    Run,
+    died_in_setup,
+    end_container,
+    find_pids,
+    lxc_errors,
+    spawn_on_pipes,
+    spawn_on_terminal,
+    start_failure,
+)
 from pylxcore.supervisor.mounts import leave_mount_namespace, userns_rootfs
 from pylxcore.supervisor.oom import OomWatch
 from pylxcore.supervisor.policy import STOP_MARK, Backoff, PolicySpec, should_restart
@@ -35,27 +46,18 @@ from pylxcore.supervisor.protocol import OK, START_FAILED
 from pylxcore.supervisor.runspec import RUN_SPEC, RunSpec, UsernsSpec
 from pylxcore.supervisor.state import STATE_FILE, write_state
 
+# How long after its start a container's last run keeps its output and exit
+# code for the caller that started it to attach (see attachsock.end_run).
+LINGER = 2.0
+
 TYPE_CHECKING = False  # (typing itself would cost a fresh supervisor ~10 ms)
 if TYPE_CHECKING:
     from typing import NoReturn
 
-
-class _Run:
-    """One run of lxc-execute: the process, its output pipes, and the
-    container's init and main process (pids, and pidfds once it runs)."""
-
-    __slots__ = ("gone", "init", "init_fd", "main", "main_fd", "out_r", "err_r", "proc")
-
-    def __init__(self, proc: Child, out_r: int, err_r: int) -> None:
-        self.proc, self.out_r, self.err_r = proc, out_r, err_r
-        self.init: int | None = None
-        self.main: int | None = None
-        self.init_fd: int | None = None
-        self.main_fd: int | None = None
-        self.gone = False
+    from pylxcore.supervisor.attachsock import Attachments
 
 
-def _launch(spec: RunSpec, lxc_log: str) -> _Run | str:
+def _launch(spec: RunSpec, lxc_log: str) -> Run | str:
     """Start lxc-execute as ``spec`` says and wait until the main process
     runs (or the container already ended); the run, else why it could not
     start: liblxc's ERROR lines after START_FAILED, or an ``error:`` line.
@@ -65,19 +67,13 @@ def _launch(spec: RunSpec, lxc_log: str) -> _Run | str:
     fd = os.open(lxc_log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     os.fchmod(fd, 0o600)
     os.close(fd)
-    out_r, out_w = os.pipe()
-    err_r, err_w = os.pipe()
-    devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
-    try:
-        run = _Run(Child(spec.argv, devnull, out_w, err_w, spec.env), out_r, err_r)
-    except OSError as err:
-        os.close(out_r)
-        os.close(err_r)
-        return f"error: cannot run {spec.argv[0]}: {err}"
-    finally:
-        os.close(out_w)
-        os.close(err_w)
-        os.close(devnull)
+    if spec.tty:
+        run_or_error = spawn_on_terminal(spec.argv, spec.env, spec.console_size)
+    else:
+        run_or_error = spawn_on_pipes(spec.argv, spec.env, spec.stdin)
+    if isinstance(run_or_error, str):
+        return run_or_error
+    run = run_or_error
     # Report "started" only once the main process exists (or the container
     # already failed): callers may signal it the moment start() returns.
     proc = run.proc
@@ -97,9 +93,19 @@ def _launch(spec: RunSpec, lxc_log: str) -> _Run | str:
     if run.main is None and not run.gone:
         failure = start_failure(proc, lxc_log, died)
         if failure is not None:
-            os.close(out_r)  # lxc-execute's own words: the same as lxc.log's
-            os.close(err_r)
+            for fd in (run.out_r, run.err_r, run.stdin_w):  # lxc-execute's own words: lxc.log's
+                if fd >= 0:
+                    os.close(fd)
             return (START_FAILED + b"\n").decode() + failure
+    if spec.tty:
+        from pylxcore.supervisor.attachsock import make_raw
+
+        try:
+            # liblxc has set the terminal up its way by now (it relays it to
+            # the container's own, which does the line discipline): bytes only.
+            make_raw(run.out_r)
+        except OSError:
+            pass
     try:
         if run.init is not None:
             run.init_fd = os.pidfd_open(run.init)
@@ -110,16 +116,26 @@ def _launch(spec: RunSpec, lxc_log: str) -> _Run | str:
     return run
 
 
-def _pump(run: _Run, spec: RunSpec, log: LogWriter, health: HealthCheck | None) -> tuple[int, bool]:
-    """Write the run's output into the log (and run its healthcheck) until
-    lxc-execute has ended; (its exit code, whether the kernel OOM-killed a
-    process of the container)."""
+def _pump(
+    run: Run, spec: RunSpec, log: LogWriter, health: HealthCheck | None, att: Attachments | None
+) -> tuple[int, bool]:
+    """Write the run's output into the log and to the callers attached
+    (``att``), and run its healthcheck, until lxc-execute has ended; (its
+    exit code, whether the kernel OOM-killed a process of the container)."""
     oom = OomWatch(spec.oom_path if run.init is not None else "")
     MAIN, OOM, HEALTH = 0, 3, 4  # noqa: N806
-    streams = {run.out_r: STDOUT, run.err_r: STDERR}
+    streams = {run.out_r: STDOUT}
+    if run.err_r >= 0:
+        streams[run.err_r] = STDERR
     poller = select.poll()
     for fd in streams:
         poller.register(fd, select.POLLIN)
+    if att is not None:
+        from pylxcore.supervisor.attachsock import ERR, OUT
+
+        att.register(poller)
+        att.start_run(run.out_r if spec.tty else run.stdin_w, list(streams))
+        kinds = {STDOUT: OUT, STDERR: ERR}
     if run.main_fd is not None:
         streams[run.main_fd] = MAIN
         poller.register(run.main_fd, select.POLLIN)
@@ -132,10 +148,20 @@ def _pump(run: _Run, spec: RunSpec, log: LogWriter, health: HealthCheck | None) 
         wait = 5 if oom.pending else None
         if health is not None:
             wait = min(wait or 1 << 30, health.wait_ms())
+        if att is not None and att.paused:
+            wait = min(wait or 1 << 30, 100)
         events = poller.poll(wait)
         if oom.pending:
             oom.check()
-        for fd, _ in events:
+        for fd, what in events:
+            if att is not None:
+                if att.owns(fd):
+                    att.on_event(fd, what)
+                    continue
+                if fd == att.input and what & select.POLLOUT:  # the terminal takes input again
+                    att.flush_input()
+                    if not what & ~select.POLLOUT:
+                        continue
             kind = streams.get(fd, HEALTH if health is not None and fd in health.fds else None)
             if kind == MAIN:
                 # liblxc's init waits for every orphan before it exits; Docker's
@@ -146,7 +172,11 @@ def _pump(run: _Run, spec: RunSpec, log: LogWriter, health: HealthCheck | None) 
                 if health is not None:
                     health.stop(poller)
                     health = None
-                end_container(run.init_fd)
+                # A moment for init to end by itself when nothing else is
+                # left: once signalled, it complains about cgroup v1 files on
+                # its stderr, which the container's terminal would show.
+                if run.init_fd is not None and not select.select([run.init_fd], [], [], 0.05)[0]:
+                    end_container(run.init_fd)
                 continue
             if kind == HEALTH and health is not None:
                 health.on_fd(fd, poller)
@@ -160,16 +190,24 @@ def _pump(run: _Run, spec: RunSpec, log: LogWriter, health: HealthCheck | None) 
                 continue
             try:
                 data = os.read(fd, 65536)
-            except InterruptedError:
+            except (InterruptedError, BlockingIOError):
                 continue
+            except OSError:  # EIO: a terminal whose other end has closed
+                data = b""
             if not data:
                 poller.unregister(fd)
                 del streams[fd]
+                if att is not None:
+                    att.output_closed(fd)
                 os.close(fd)
                 continue
             log.write(kind, data)
+            if att is not None:
+                att.output(kinds[kind], data)
         if health is not None:
             health.tick(poller)
+        if att is not None:
+            att.tick()
     if health is not None:
         health.stop(poller)
     code = run.proc.wait()
@@ -228,6 +266,11 @@ def supervise(ctrdir: str, spec: RunSpec, ready_fd: int) -> int:
             msg = f"error: cannot mount the container's root for its user namespace: {err}"
             os.write(ready_fd, msg.encode())
             return 1
+    att = None
+    if spec.tty or spec.stdin:
+        from pylxcore.supervisor.attachsock import Attachments
+
+        att = Attachments(ctrdir, spec.tty)
     me = os.getpid()
     state: dict[str, object] = {"status": "running", "shim_pid": me, "shim_start": process_start_time(me)}
     backoff = Backoff()
@@ -236,6 +279,8 @@ def supervise(ctrdir: str, spec: RunSpec, ready_fd: int) -> int:
     while True:
         run = _launch(spec, lxc_log)
         if isinstance(run, str) and ready_fd >= 0:
+            if att is not None:
+                att.close()
             if host_mnt_ns is not None:
                 leave_mount_namespace(host_mnt_ns)
             log.close()
@@ -290,13 +335,17 @@ def supervise(ctrdir: str, spec: RunSpec, ready_fd: int) -> int:
             os.write(ready_fd, OK)
             os.close(ready_fd)
             ready_fd = -1
-        code, oom_killed = _pump(run, spec, log, health)
+        code, oom_killed = _pump(run, spec, log, health, att)
         if code != 0:
             # When liblxc itself failed (bad mount, missing command), say so in the
             # container's stderr instead of leaving only an exit code.
             for line in lxc_errors(lxc_log)[-5:]:
                 log.write(STDERR, f"[liblxc] {line}\n".encode())
         again = should_restart(policy.restart, code, restarts, os.path.exists(mark))
+        if att is not None and not again and att.early is None:
+            # The end, and a caller came: from now on (before the state says
+            # "exited") no one can attach to a run that has ended.
+            att.close()
         state.update(
             status="restarting" if again else "exited",
             finished_at=time.time(),
@@ -309,12 +358,18 @@ def supervise(ctrdir: str, spec: RunSpec, ready_fd: int) -> int:
         if oom_killed:
             event("oom")
         event("die", exitCode=str(code))
+        if att is not None:
+            # After the state: a caller told of the end finds it written. (A
+            # last run shorter than LINGER waits that long for its first caller.)
+            att.end_run(code, 0.0 if again else began + LINGER)
         if not again:
             break
         if not _pause(mark, backoff.next(time.monotonic() - began)):
             state["status"] = "exited"
             break
         restarts += 1
+    if att is not None:
+        att.close()
     if host_mnt_ns is not None:
         # Back to the host's mounts: the namespace with the idmapped layers
         # dies with its last process (lxc-execute has gone), before anything
