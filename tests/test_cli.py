@@ -284,7 +284,7 @@ def test_run_limits_reach_the_container(cli: CLI, engine: Engine) -> None:
     assert r.code == 0
     (info,) = json.loads(r.out)
     assert info["limits"] == {"memory": "64M", "cpus": 0.5, "pids": 20}
-    (stats,) = json_lines(cli("stats", "--format", "json", "lim").out)
+    (stats,) = json_lines(cli("stats", "--no-stream", "--format", "json", "lim").out)
     assert stats["memory_limit_bytes"] == 64 * 1024 * 1024
     # The pids limit is enforced: 20 processes at most.
     r = cli("exec", "lim", "sh", "-c", "for i in $(seq 40); do sleep 1 & done; wait")
@@ -476,23 +476,24 @@ def test_images_tag_and_rmi(cli: CLI, engine: Engine) -> None:
 
 def test_stats(cli: CLI, engine: Engine) -> None:
     assert cli("run", "-d", "--name", "st", "-m", "32M", IMG).code == 0
-    r = cli("stats")
+    r = cli("stats", "--no-stream")
     header, line = r.out.splitlines()
     assert re.split(r" {3,}", header) == [
-        "CONTAINER ID", "NAME", "CPU TIME", "MEM USAGE / LIMIT", "MEM %", "PIDS"
+        "CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O", "BLOCK I/O", "PIDS"
     ]
     row = columns(header, line)
     assert row["NAME"] == "st" and row["MEM USAGE / LIMIT"].endswith(" / 32MiB")
-    assert row["CPU TIME"].endswith("s") and int(row["PIDS"]) >= 1
-    (item,) = json_lines(cli("stats", "--format", "json", "st").out)
+    assert row["CPU %"].endswith("%") and int(row["PIDS"]) >= 1
+    (item,) = json_lines(cli("stats", "--no-stream", "--format", "json", "st").out)
     assert item["name"] == "st" and item["memory_limit_bytes"] == 32 * 1024 * 1024
     assert isinstance(item["memory_bytes"], int) and isinstance(item["pids"], int)
-    r = cli("stats", "st", "nosuch")
+    r = cli("stats", "--no-stream", "st", "nosuch")
     assert r.code == 1 and "st" in r.out and "no container 'nosuch'" in one_error_line(r.err)
     assert cli("stop", "-t", "1", "st").code == 0
     # None running: only the header.
-    assert cli("stats").out == "CONTAINER ID   NAME   CPU TIME   MEM USAGE / LIMIT   MEM %   PIDS\n"
-    r = cli("stats", "st")
+    header = "CONTAINER ID   NAME   CPU %   MEM USAGE / LIMIT   MEM %   NET I/O   BLOCK I/O   PIDS\n"
+    assert cli("stats", "--no-stream").out == header
+    r = cli("stats", "--no-stream", "st")
     assert r.code == 1 and "it is exited" in one_error_line(r.err)
     assert cli("rm", "st").code == 0
 

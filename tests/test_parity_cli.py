@@ -92,3 +92,55 @@ def test_images_filters(engine: Engine, busybox: str) -> None:
     assert cli(engine, "images", "--filter", "since=" + busybox, *fmt).stdout == "other/thing:2\n"
     table = cli(engine, "images", "--format", "table {{.ID}}\t{{.Repository}}").stdout.splitlines()
     assert table[0] == "IMAGE ID       REPOSITORY"
+
+
+def test_image_exports_moved_to_save(engine: Engine, busybox: str, tmp_path: Path) -> None:
+    import tarfile
+
+    saved = cli(engine, "save", "--format", "rootfs", busybox, "-o", str(tmp_path / "new.tar"))
+    assert saved.returncode == 0 and saved.stderr == "", saved.stderr
+    old = cli(engine, "export", busybox, "--format", "rootfs", "-o", str(tmp_path / "old.tar"))
+    assert old.returncode == 0 and "deprecated: use save --format rootfs -o PATH" in old.stderr
+    names = [sorted(tarfile.open(tmp_path / f).getnames()) for f in ("new.tar", "old.tar")]
+    assert names[0] == names[1] and any(n.endswith("data/base") for n in names[0])
+    streamed = cli(engine, "save", "--format", "lxc", busybox)
+    assert streamed.returncode == 1 and "lxc export is not a stream: give it with -o PATH" in streamed.stderr
+    assert cli(engine, "save", "--format", "lxc", busybox, "-o", str(tmp_path / "lxc")).returncode == 0
+    assert (tmp_path / "lxc" / "rootfs.tar.xz").is_file()
+
+
+def test_write_tar_matches_tarfile(tmp_path: Path) -> None:
+    """cp's tar writer (sendfile for the bytes) writes what tarfile's add writes."""
+    import os
+    import tarfile
+
+    from pylxcore.cli.files import write_tar
+
+    src = tmp_path / "src"
+    (src / "sub" / ("long-" * 30)).mkdir(parents=True)
+    (src / "sub" / "f").write_bytes(os.urandom(70_000))
+    os.chmod(src / "sub" / "f", 0o4751)
+    os.link(src / "sub" / "f", src / "hard")
+    os.symlink("sub/f", src / "ln")
+    os.mkfifo(src / "fifo")
+    (src / "sub" / ("long-" * 30) / "empty").write_bytes(b"")
+
+    def members(path: Path) -> list[tuple[object, ...]]:
+        with tarfile.open(path) as tar:
+            out: list[tuple[object, ...]] = []
+            for m in tar.getmembers():
+                data = tar.extractfile(m).read() if m.isreg() else b""  # type: ignore[union-attr]
+                out.append((m.name, m.type, m.mode, m.size, m.linkname, m.uid, m.mtime, data))
+            return out
+
+    for keep_owner in (False, True):
+        with open(tmp_path / "ours.tar", "wb") as fh:
+            write_tar(fh, str(src), "data", keep_owner=keep_owner)
+        with tarfile.open(tmp_path / "theirs.tar", "w", format=tarfile.PAX_FORMAT) as tar:
+            def owner(info: tarfile.TarInfo, keep_owner: bool = keep_owner) -> tarfile.TarInfo:
+                if not keep_owner:
+                    info.uid = info.gid = 0
+                info.uname = info.gname = ""
+                return info
+            tar.add(str(src), arcname="data", filter=owner)
+        assert members(tmp_path / "ours.tar") == members(tmp_path / "theirs.tar")

@@ -199,3 +199,83 @@ def test_exec_exit_codes_match(both: tuple[Engine, DockerPeer]) -> None:
                   ["never", "true"], ["nosuch", "true"]):
         mine, docker = ours(engine, "exec", *query), theirs(peer, "exec", *query)
         assert mine.returncode == docker.returncode, (query, mine.stderr, docker.stderr)
+
+
+def test_update_and_stats_match(both: tuple[Engine, DockerPeer]) -> None:
+    engine, peer = both
+    runs = (lambda *a: ours(engine, *a), lambda *a: theirs(peer, *a))
+    for run in runs:
+        assert run("run", "-d", "--network", "none", "--name", "upd", "-m", "32M", IMAGE).returncode == 0
+        assert run("create", "--network", "none", "--name", "upd-later", IMAGE).returncode == 0
+    cgroup = ("exec", "upd", "cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+              "/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes", "/sys/fs/cgroup/cpu/cpu.cfs_quota_us",
+              "/sys/fs/cgroup/pids/pids.max", "/sys/fs/cgroup/cpu/cpu.shares",
+              "/sys/fs/cgroup/cpuset/cpuset.cpus")
+    limits = ("inspect", "-f", "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}} {{.HostConfig.PidsLimit}}"
+              " {{.HostConfig.CpuShares}} {{.HostConfig.CpusetCpus}}")
+    queries = [
+        ("update", "-m", "64M", "--memory-swap", "128M", "--cpus", "0.5", "--pids-limit", "50", "upd"),
+        (*limits, "upd"),
+        cgroup,
+        ("restart", "-t", "1", "upd"),
+        cgroup,
+        ("update", "-m", "48M", "--memory-swap", "96M", "--pids-limit", "40", "-c", "512",
+         "--cpuset-cpus", "0", "upd", "upd-later"),
+        (*limits, "upd", "upd-later"),
+        ("inspect", "-f", "{{.HostConfig.MemorySwap}}", "upd", "upd-later"),
+        cgroup,
+        ("start", "upd-later"),
+        ("exec", "upd-later", "cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+         "/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes", "/sys/fs/cgroup/pids/pids.max",
+         "/sys/fs/cgroup/cpu/cpu.shares", "/sys/fs/cgroup/cpuset/cpuset.cpus"),
+        ("update", "--cpus", "99", "upd"),  # more CPUs than the host has: refused by both
+        ("update", "-m", "64M", "nosuch"),
+        ("stats", "--no-stream", "--format", "{{.Name}} {{.NetIO}}", "upd", "upd-later"),
+    ]
+    for query in queries:
+        mine, docker = ours(engine, *query), theirs(peer, *query)
+        # (dockerd's warning about this test's daemon, which has no networking, aside)
+        said = "".join(x for x in docker.stdout.splitlines(keepends=True) if "IPv4 forwarding" not in x)
+        assert (mine.returncode, mine.stdout.decode()) == (docker.returncode, said), (query, docker.stderr)
+    # A value that is no number: docker's flag parser says so (exit 125), ours the limit's rule (exit 1).
+    bad = ("update", "--pids-limit", "many", "upd")
+    mine, docker = ours(engine, *bad), theirs(peer, *bad)
+    assert (mine.returncode, docker.returncode) == (1, 125) and b"'many'" in mine.stderr
+    # The memory column shows the new limit in both (usage differs: docker runs no init).
+    for out in (ours(engine, "stats", "--no-stream", "--format", "{{.MemUsage}}", "upd").stdout.decode(),
+                theirs(peer, "stats", "--no-stream", "--format", "{{.MemUsage}}", "upd").stdout):
+        assert out.endswith(" / 48MiB\n"), out
+    # CPU %: a busy loop shows as most of one CPU in both (docker's formula: CPU time over the host's).
+    spin = ("run", "-d", "--network", "none", "--name", "spin", IMAGE, "sh", "-c", "while true; do :; done")
+    assert ours(engine, *spin).returncode == 0 and theirs(peer, *spin).returncode == 0
+    for out in (ours(engine, "stats", "--no-stream", "--format", "{{.CPUPerc}}", "spin").stdout.decode(),
+                theirs(peer, "stats", "--no-stream", "--format", "{{.CPUPerc}}", "spin").stdout):
+        assert out.endswith("%\n") and 10 <= float(out[:-2]) <= 110, out
+    for run in runs:
+        assert run("rm", "-f", "spin").returncode == 0
+
+
+def test_pause_and_top_match(both: tuple[Engine, DockerPeer]) -> None:
+    engine, peer = both
+    runs = (lambda *a: ours(engine, *a), lambda *a: theirs(peer, *a))
+    for run in runs:
+        assert run("run", "-d", "--network", "none", "--name", "frz", IMAGE).returncode == 0
+    queries = [
+        ("pause", "frz"),
+        ("inspect", "-f", "{{.State.Status}} {{.State.Running}} {{.State.Paused}}", "frz"),
+        ("ps", "--filter", "status=paused", "--format", "{{.Names}} {{.State}}"),
+        ("pause", "frz"),  # already paused: refused by both
+        ("unpause", "frz"),
+        ("inspect", "-f", "{{.State.Status}} {{.State.Paused}}", "frz"),
+        ("unpause", "frz"),
+        ("rename", "frz", "frz2"),  # docker renames it running; pylxcore refuses (docs/cli.md)
+    ]
+    for query in queries[:-1]:
+        mine, docker = ours(engine, *query), theirs(peer, *query)
+        assert (mine.returncode, mine.stdout.decode()) == (docker.returncode, docker.stdout), query
+    mine, docker = ours(engine, *queries[-1]), theirs(peer, *queries[-1])
+    assert (mine.returncode, docker.returncode) == (1, 0) and b"it is running" in mine.stderr
+    # top: the same columns, and the container's command among its processes
+    mine_top, docker_top = ours(engine, "top", "frz").stdout.decode(), theirs(peer, "top", "frz2").stdout
+    assert mine_top.split("\n")[0].split() == docker_top.split("\n")[0].split()
+    assert "sleep 3600" in mine_top and "sleep 3600" in docker_top

@@ -63,7 +63,10 @@ def container_document(container: Container) -> dict[str, Any]:
         "RestartCount": info.get("restart_count") or 0,
         "HostConfig": {
             "Memory": max(limits.memory or 0, 0),
+            "MemorySwap": limits.memory_swap or 0,
             "NanoCpus": int((limits.cpus or 0) * 1e9),
+            "CpuShares": limits.cpu_shares or 0,
+            "CpusetCpus": limits.cpuset or "",
             "PidsLimit": limits.pids,
             "NetworkMode": info.get("network") or "none",
             "RestartPolicy": {"Name": info.get("restart_policy") or "no", "MaximumRetryCount": 0},

@@ -199,8 +199,8 @@ def cmd_save(args: argparse.Namespace) -> int:
         out = engine.images.export(args.image, args.output, format=args.format)
         print(f"Saved {args.image} to {out}")
         return EXIT_OK
-    if args.format == "oci":
-        raise SpecError("an oci layout is a directory: give it with -o DIR", key="output")
+    if args.format not in ("oci-archive", "docker-archive"):
+        raise SpecError(f"a {args.format} export is not a stream: give it with -o PATH", key="output")
     if args.output is None and sys.stdout.isatty():
         raise SpecError("refusing to write an archive to a terminal: give -o PATH, or redirect", key="output")
     sys.stdout.flush()

@@ -17,6 +17,14 @@ from pylxcore.spec import Limits
 
 CPU_PERIOD_US = 100_000
 
+# Every cgroup file cgroup_keys may set, v1's and v2's: the lines of a
+# container's config that are its limits (what ``update`` replaces).
+LIMIT_FILES = frozenset({
+    "memory.limit_in_bytes", "memory.max", "memory.memsw.limit_in_bytes", "memory.swap.max",
+    "cpu.cfs_period_us", "cpu.cfs_quota_us", "cpu.max", "cpu.shares", "cpu.weight", "cpuset.cpus",
+    "pids.max",
+})
+
 Version = Literal["v1", "v2"]
 
 
