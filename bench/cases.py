@@ -624,6 +624,39 @@ def case_registry(ctx: Ctx) -> list[Row]:
     return pull_push(ctx, big, size)
 
 
+# -- networks: bridges and published ports against docker's and podman's (bench/network_case.py) --
+
+
+def case_net_run_rm(ctx: Ctx) -> list[Row]:
+    from network_case import net_run_rm  # (it imports this module's helpers)
+
+    return net_run_rm(ctx)
+
+
+def case_net_throughput(ctx: Ctx) -> list[Row]:
+    from network_case import net_throughput
+
+    return net_throughput(ctx)
+
+
+def case_net_connect_rate(ctx: Ctx) -> list[Row]:
+    from network_case import net_connect_rate
+
+    return net_connect_rate(ctx)
+
+
+def case_attach_rtt(ctx: Ctx) -> list[Row]:
+    from terminal_case import case_attach_rtt as case
+
+    return case(ctx)
+
+
+def case_idle_supervisors(ctx: Ctx) -> list[Row]:
+    from terminal_case import case_idle_supervisors as case
+
+    return case(ctx)
+
+
 CASES: dict[str, Callable[[Ctx], list[Row]]] = {
     "run_rm": case_run_rm,
     "exec": case_exec,
@@ -642,4 +675,9 @@ CASES: dict[str, Callable[[Ctx], list[Row]]] = {
     "export_oci": case_export_oci,
     "export_xz": case_export_xz,
     "export_memory": case_export_memory,
+    "net_run_rm": case_net_run_rm,
+    "net_throughput": case_net_throughput,
+    "net_connect_rate": case_net_connect_rate,
+    "attach_rtt": case_attach_rtt,
+    "idle_supervisors": case_idle_supervisors,
 }

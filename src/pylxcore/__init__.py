@@ -58,7 +58,7 @@ _HOMES = {
     "TransferEvent": "transfer.progress",
     "StepResult": "build.builder",
     "Container": "runtime.container",
-    "ContainerState": "runtime.container",
+    "ContainerState": "runtime.state",
     "ExecResult": "runtime.exec",
     "ExecStream": "runtime.exec",
     "Event": "runtime.events",

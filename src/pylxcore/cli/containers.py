@@ -1,4 +1,4 @@
-"""The commands on existing containers: ps, logs, start, stop, restart, kill, rm, inspect, stats."""
+"""The commands on existing containers: ps, logs, start, stop, restart, kill, rm, inspect."""
 
 from __future__ import annotations
 
@@ -6,8 +6,6 @@ import argparse
 import sys
 import time
 from typing import TYPE_CHECKING, Any
-
-import attrs
 
 from pylxcore.cli.attach import follow_logs
 from pylxcore.cli.output import (
@@ -23,12 +21,10 @@ from pylxcore.cli.output import (
     write_bytes,
 )
 from pylxcore.engine import Engine
-from pylxcore.errors import ContainerNotFound, ImageNotFound, NotFound, PylxcoreError, SpecError
+from pylxcore.errors import ContainerNotFound, ImageNotFound, NotFound, SpecError
 from pylxcore.runtime.state import ContainerState
-from pylxcore.spec.sizes import human_size
 
 if TYPE_CHECKING:
-    from pylxcore.runtime.cgroups import Stats
     from pylxcore.runtime.container import Container
 
 
@@ -139,6 +135,16 @@ def cmd_start(args: argparse.Namespace) -> int:
     if not args.names:
         print("pylxcore: error: start: give containers' names, or --all-restartable", file=sys.stderr)
         return EXIT_ERROR
+    if args.attach or args.interactive:
+        from pylxcore.cli.terminal import attach_container
+
+        if len(args.names) != 1:
+            print("pylxcore: error: start: -a and -i take one container", file=sys.stderr)
+            return EXIT_ERROR
+        container = containers.get(args.names[0]).start()
+        return attach_container(
+            container, interactive=args.interactive, detach_keys=args.detach_keys, started=True
+        )
     return each(args, lambda name: containers.get(name).start())
 
 
@@ -209,40 +215,3 @@ def _inspect_one(engine: Engine, ref: str, kind: str | None, *, docker: bool = F
         if kind == "image":
             raise
     raise NotFound(f"no container or image {ref!r} in {engine.root}", name=ref)
-
-
-def cmd_stats(args: argparse.Namespace) -> int:
-    """``stats [NAME...]``: one snapshot of resource use (running containers by default)."""
-    engine = Engine(root=args.root)
-    code = EXIT_OK
-    snapshots: list[tuple[Container, Stats]] = []
-    if args.names:
-        for name in args.names:
-            try:
-                container = engine.containers.get(name)
-                snapshots.append((container, container.stats()))
-            except PylxcoreError as err:
-                report_error(err, args.debug)
-                code = EXIT_ERROR
-    else:
-        for container in engine.containers.list():
-            try:
-                snapshots.append((container, container.stats()))
-            except PylxcoreError:
-                continue  # it stopped while we looked
-    if args.format == "json":
-        print_json_lines({"id": c.id, "name": c.name, **attrs.asdict(s)} for c, s in snapshots)
-        return code
-    headers = ("CONTAINER ID", "NAME", "CPU TIME", "MEM USAGE / LIMIT", "MEM %", "PIDS")
-    cells = []
-    for c, s in snapshots:
-        usage = "--" if s.memory_bytes is None else human_size(s.memory_bytes, binary=True)
-        limit = "--" if s.memory_limit_bytes is None else human_size(s.memory_limit_bytes, binary=True)
-        percent = "--"
-        if s.memory_bytes is not None and s.memory_limit_bytes:
-            percent = f"{100.0 * s.memory_bytes / s.memory_limit_bytes:.2f}%"
-        cpu = "--" if s.cpu_seconds is None else f"{s.cpu_seconds:.2f}s"
-        pids = "--" if s.pids is None else str(s.pids)
-        cells.append((c.id[:12], c.name, cpu, f"{usage} / {limit}", percent, pids))
-    print(table(headers, cells))
-    return code

@@ -11,6 +11,17 @@ import argparse
 
 from pylxcore import __version__
 from pylxcore.cli.output import EXIT_ERROR, EXIT_NOT_RUN
+from pylxcore.cli.parityargs import commit as _commit
+from pylxcore.cli.parityargs import cp as _cp
+from pylxcore.cli.parityargs import history as _history
+from pylxcore.cli.parityargs import names as _names
+from pylxcore.cli.parityargs import prune_options as _prune_options
+from pylxcore.cli.parityargs import rename as _rename
+from pylxcore.cli.parityargs import stats as _stats
+from pylxcore.cli.parityargs import system as _system
+from pylxcore.cli.parityargs import top as _top
+from pylxcore.cli.parityargs import update as _update
+from pylxcore.cli.parityargs import volume as _volume
 
 TYPE_CHECKING = False  # (typing costs ``--help`` milliseconds)
 if TYPE_CHECKING:
@@ -40,12 +51,8 @@ def _env_option(p: argparse.ArgumentParser) -> None:
 
 
 def _stop_timeout_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-t", "--time", type=float, default=10, metavar="SECS",
-                   help="seconds to wait before SIGKILL (default 10)")
-
-
-def _names(p: argparse.ArgumentParser) -> None:
-    p.add_argument("names", metavar="NAME", nargs="+")
+    p.add_argument("-t", "--time", type=float, default=None, metavar="SECS",
+                   help="seconds to wait before SIGKILL (default: the container's --stop-timeout, else 10)")
 
 
 # -- one function per command: its arguments ---------------------------------
@@ -68,8 +75,17 @@ def _build(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress; print only the image id")
 
 
+def _detach_keys_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--detach-keys", metavar="KEYS",
+                   help="the keys that leave it running (default ctrl-p,ctrl-q)")
+
+
 def _run(p: argparse.ArgumentParser) -> None:
     p.add_argument("-d", "--detach", action="store_true", help="run in the background and print its name")
+    p.add_argument("-i", "--interactive", action="store_true", help="keep its stdin open (and feed it ours)")
+    p.add_argument("-t", "--tty", action="store_true",
+                   help="run it on a terminal (with -i from a terminal: ours, raw, its size followed)")
+    _detach_keys_option(p)
     p.add_argument("--rm", action="store_true", help="remove the container when it exits")
     p.add_argument("--name", metavar="NAME", help="the container's name (default: px-<random>)")
     _env_option(p)
@@ -81,12 +97,20 @@ def _run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--network", metavar="NETWORK", default=None,
                    help="none (default; bridge with -p/-P), host, bridge, or a network's name")
     p.add_argument("-p", "--publish", action="append", default=[], metavar="[IP:][HOSTPORT:]PORT[/udp]",
-                   help="publish a container port on the host (no HOSTPORT: a free one); may be repeated")
+                   help="publish a container port on the host (no HOSTPORT: a free one); ranges as"
+                        " 8000-8002:80-82; may be repeated")
     p.add_argument("-P", "--publish-all", action="store_true",
                    help="publish every port the image exposes, each on a free host port")
     p.add_argument("--hostname", metavar="NAME", help="the container's host name (default: its name)")
     p.add_argument("--network-alias", action="append", default=[], metavar="ALIAS",
                    help="another name it answers to on its network; may be repeated")
+    p.add_argument("--ip", metavar="ADDRESS", help="its address on its network (a network of your own)")
+    p.add_argument("--dns", action="append", default=[], metavar="ADDRESS",
+                   help="a name server for its resolv.conf (default bridge only); may be repeated")
+    p.add_argument("--dns-search", action="append", default=[], metavar="DOMAIN",
+                   help="a search domain for its resolv.conf; may be repeated")
+    p.add_argument("--dns-option", action="append", default=[], metavar="OPTION",
+                   help="a resolver option for its resolv.conf, like ndots:2; may be repeated")
     p.add_argument("--userns", action="store_true", default=None,
                    help="in a user namespace: its root is an unprivileged host uid")
     p.add_argument("-w", "--workdir", metavar="DIR", help="working directory inside the container")
@@ -104,6 +128,13 @@ def _run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--health-retries", type=int, metavar="N",
                    help="failures in a row to be unhealthy (default 3)")
     p.add_argument("--no-healthcheck", action="store_true", help="turn off the image's healthcheck")
+    p.add_argument("--read-only", action="store_true", help="mount its root filesystem read-only")
+    p.add_argument("--tmpfs", action="append", default=[], metavar="DIR[:OPTIONS]",
+                   help="mount a fresh tmpfs at DIR (options like size=16m); may be repeated")
+    p.add_argument("--stop-signal", metavar="SIG",
+                   help="what stop sends first (default: the image's, else TERM)")
+    p.add_argument("--stop-timeout", type=float, metavar="SECS",
+                   help="seconds stop waits before SIGKILL (default 10)")
     p.add_argument("-l", "--label", action="append", default=[], metavar="KEY=VALUE",
                    help="a label on the container; may be repeated")
     p.add_argument("image", metavar="IMAGE")
@@ -128,6 +159,7 @@ def _network(p: argparse.ArgumentParser) -> None:
         if what == "connect":
             n.add_argument("--alias", action="append", default=[], metavar="ALIAS",
                            help="another name it answers to there; may be repeated")
+            n.add_argument("--ip", metavar="ADDRESS", help="its address there (default: a free one)")
         n.add_argument("network", metavar="NETWORK")
         n.add_argument("container", metavar="CONTAINER")
     sub.add_parser("prune", help="remove every network no container is on")
@@ -139,10 +171,19 @@ def _port(p: argparse.ArgumentParser) -> None:
 
 
 def _start(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-a", "--attach", action="store_true", help="attach to its output (and its terminal)")
+    p.add_argument("-i", "--interactive", action="store_true", help="with -a: feed it our stdin")
+    _detach_keys_option(p)
     p.add_argument("--all-restartable", action="store_true",
                    help="start the containers with restart policy always, or unless-stopped and not stopped"
                    " by their user (for a host's boot: see docs/cli.md)")
     p.add_argument("names", metavar="NAME", nargs="*")
+
+
+def _attach(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-stdin", action="store_true", help="do not feed it our stdin")
+    _detach_keys_option(p)
+    p.add_argument("name", metavar="NAME")
 
 
 def _events(p: argparse.ArgumentParser) -> None:
@@ -238,8 +279,10 @@ def _save(p: argparse.ArgumentParser) -> None:
     p.add_argument("image", metavar="IMAGE")
     p.add_argument("-o", "--output", metavar="PATH",
                    help="where to write it; '-' or none: stdout (when it is not a terminal)")
-    p.add_argument("--format", choices=("oci-archive", "docker-archive", "oci"), default="oci-archive",
-                   help="oci-archive (default), docker-archive (Docker 20.10 loads it) or oci (a dir)")
+    p.add_argument("--format", choices=("oci-archive", "docker-archive", "oci", "lxc", "incus", "rootfs"),
+                   default="oci-archive",
+                   help="oci-archive (default), docker-archive (Docker 20.10 loads it), oci (a dir), or for"
+                        " another engine (with -o): lxc (a dir), incus, rootfs")
 
 
 def _load(p: argparse.ArgumentParser) -> None:
@@ -252,35 +295,12 @@ def _export(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", metavar="PATH",
                    help="where to write it (a container's tar: '-' or none is stdout)")
     p.add_argument("--format", choices=("lxc", "incus", "rootfs", "oci", "oci-archive", "docker-archive"),
-                   help="export an IMAGE in this format; without it, a CONTAINER's files as a tar")
-
-
-def _cp(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-a", "--archive", action="store_true", help="keep owners (default: the copier's, root)")
-    p.add_argument("-L", "--follow-link", action="store_true", help="copy what a symlink SRC leads to")
-    p.add_argument("src", metavar="SRC", help="CONTAINER:PATH, a local path, or - (a tar on stdin)")
-    p.add_argument("dest", metavar="DEST", help="CONTAINER:PATH, a local path, or - (a tar on stdout)")
+                   help="deprecated (use save --format): export an IMAGE in this format; without it,"
+                        " a CONTAINER's files as a tar")
 
 
 def _name(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", metavar="NAME")
-
-
-def _commit(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-m", "--message", metavar="TEXT", help="a note kept in the image's history")
-    p.add_argument("-a", "--author", metavar="NAME", help="the author kept in the image")
-    p.add_argument("-c", "--change", action="append", default=[], metavar="INSTRUCTION",
-                   help="a Dockerfile instruction (CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, STOPSIGNAL, USER,"
-                        " VOLUME, WORKDIR) applied to the image's config; may be repeated")
-    p.add_argument("-p", "--pause", action=argparse.BooleanOptionalAction, default=True,
-                   help="pause the container while its files are copied (default: yes)")
-    p.add_argument("name", metavar="NAME")
-    p.add_argument("repository", metavar="REPO[:TAG]", nargs="?")
-
-
-def _top(p: argparse.ArgumentParser) -> None:
-    p.add_argument("name", metavar="NAME")
-    p.add_argument("ps_args", metavar="PS-OPTIONS", nargs=argparse.REMAINDER, help="ps options (default -ef)")
 
 
 def _tls_options(p: argparse.ArgumentParser) -> None:
@@ -315,30 +335,8 @@ def _logout(p: argparse.ArgumentParser) -> None:
     p.add_argument("registry", metavar="REGISTRY", nargs="?", default="docker.io", help="host[:port]")
 
 
-def _stats(p: argparse.ArgumentParser) -> None:
-    p.add_argument("names", metavar="NAME", nargs="*")
-    _format_option(p)
-
-
 def _completion(p: argparse.ArgumentParser) -> None:
     p.add_argument("shell", choices=("bash",))
-
-
-def _rename(p: argparse.ArgumentParser) -> None:
-    p.add_argument("old", metavar="CONTAINER")
-    p.add_argument("new", metavar="NEW_NAME")
-
-
-def _history(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-q", "--quiet", action="store_true", help="only the image's id")
-    p.add_argument("--no-trunc", action="store_true", help="whole ids and steps")
-    p.add_argument("image", metavar="IMAGE")
-
-
-def _prune_options(p: argparse.ArgumentParser, *, every: str | None) -> None:
-    p.add_argument("-f", "--force", action="store_true", help="do not ask first")
-    if every is not None:
-        p.add_argument("-a", "--all", action="store_true", help=every)
 
 
 def _image(p: argparse.ArgumentParser) -> None:
@@ -353,8 +351,8 @@ def _image(p: argparse.ArgumentParser) -> None:
 
 # docker's ``container SUBCOMMAND``: the top-level command each one is.
 CONTAINER_GROUP = ("ls", "rm", "prune", "inspect", "create", "start", "stop", "restart", "kill", "logs",
-                   "wait", "pause", "unpause", "cp", "diff", "commit", "top", "export", "stats", "port",
-                   "rename")
+                   "attach", "wait", "pause", "unpause", "cp", "diff", "commit", "top", "export", "stats",
+                   "port", "rename", "update")
 
 
 def _container(p: argparse.ArgumentParser) -> None:
@@ -370,35 +368,6 @@ def _container(p: argparse.ArgumentParser) -> None:
         define(s)
 
 
-def _system(p: argparse.ArgumentParser) -> None:
-    sub = p.add_subparsers(dest="system_command", metavar="SUBCOMMAND", required=True)
-    sub.add_parser("df", help="what images and containers take on disk")
-    sub.add_parser("info", help="the store and the host")
-    prune = sub.add_parser("prune", help="remove stopped containers, dangling images and unused layers")
-    _prune_options(prune, every="every image no container uses, not only untagged ones")
-    prune.add_argument("--volumes", action="store_true", help="volumes no container uses too")
-
-
-def _volume(p: argparse.ArgumentParser) -> None:
-    sub = p.add_subparsers(dest="volume_command", metavar="SUBCOMMAND", required=True)
-    c = sub.add_parser("create", help="make a volume (an existing one is left as it is)")
-    c.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
-                   help="a label; may be repeated")
-    c.add_argument("name", metavar="NAME", nargs="?", help="default: a random name")
-    ls = sub.add_parser("ls", help="list volumes")
-    ls.add_argument("-q", "--quiet", action="store_true", help="only names")
-    ls.add_argument("-f", "--filter", action="append", default=[], metavar="KEY=VALUE",
-                    help="dangling=true|false, name=PART, label=KEY[=VALUE]")
-    ls.add_argument("--format", metavar="TEMPLATE", help="a Go template, like '{{.Name}}'")
-    rm = sub.add_parser("rm", help="remove volumes no container uses")
-    rm.add_argument("-f", "--force", action="store_true", help="no error for a volume that is not there")
-    _names(rm)
-    inspect = sub.add_parser("inspect", help="show volumes as JSON")
-    inspect.add_argument("-f", "--format", metavar="TEMPLATE", help="a Go template, like '{{.Mountpoint}}'")
-    _names(inspect)
-    _prune_options(sub.add_parser("prune", help="remove every volume no container uses"), every=None)
-
-
 # name: (the module of pylxcore.cli that runs it as cmd_NAME, help, its arguments,
 # the exit code of a failure). In the order ``--help`` lists them.
 COMMANDS: dict[str, tuple[str, str, Define, int]] = {
@@ -406,6 +375,8 @@ COMMANDS: dict[str, tuple[str, str, Define, int]] = {
     "run": ("run", "create and start a container", _run, EXIT_NOT_RUN),
     "ps": ("containers", "list containers", _ps, EXIT_ERROR),
     "exec": ("run", "run a command in a running container", _exec, EXIT_ERROR),
+    "attach": ("terminal", "attach to a running container's terminal, or its input and output", _attach,
+               EXIT_ERROR),
     "logs": ("containers", "show a container's output", _logs, EXIT_ERROR),
     "start": ("containers", "start stopped containers", _start, EXIT_ERROR),
     "stop": ("containers", "stop running containers (SIGTERM, then SIGKILL)", _stop, EXIT_ERROR),
@@ -448,7 +419,9 @@ COMMANDS: dict[str, tuple[str, str, Define, int]] = {
     "login": ("registry", "check and keep credentials for a registry (docker's config.json)", _login,
               EXIT_ERROR),
     "logout": ("registry", "forget a registry's credentials", _logout, EXIT_ERROR),
-    "stats": ("containers", "one snapshot of containers' resource use", _stats, EXIT_ERROR),
+    "stats": ("resources", "containers' resource use (CPU, memory, pids), refreshed every second",
+              _stats, EXIT_ERROR),
+    "update": ("resources", "change containers' limits, at once when they run", _update, EXIT_ERROR),
     "network": ("networks", "manage bridge networks: create, ls, rm, inspect, connect, disconnect, prune",
                 _network, EXIT_ERROR),
     "port": ("networks", "show where a container's ports are published", _port, EXIT_ERROR),
@@ -480,6 +453,13 @@ class Parser(argparse.ArgumentParser):
     def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
         """argparse's add_argument; the action is kept in ``arguments`` too."""
         action = super().add_argument(*args, **kwargs)
+        self.arguments.append(action)
+        return action
+
+    def add_subparsers(self, **kwargs: Any) -> Any:
+        """argparse's add_subparsers; the action (its ``choices``: each
+        sub-command's parser, by name) is kept in ``arguments`` too."""
+        action = super().add_subparsers(**kwargs)
         self.arguments.append(action)
         return action
 

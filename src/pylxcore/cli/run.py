@@ -103,8 +103,28 @@ def container_options(engine: Engine, args: argparse.Namespace) -> dict[str, Any
         "restart": args.restart,
         "healthcheck": parse_health(args),
         "labels": parse_labels(args.label),
+        "tty": args.tty,
+        "stdin": args.interactive,
+        "stop_signal": args.stop_signal,
+        "stop_timeout": args.stop_timeout,
+        "read_only": args.read_only,
+        "console_size": _our_size() if args.tty else None,
+        "tmpfs": dict(item.partition(":")[::2] for item in args.tmpfs),  # docker's DIR[:OPTIONS]
         **publish_options(engine, args),
     }
+
+
+def _our_size() -> tuple[int, int] | None:
+    """Our terminal's size (rows, columns), for a container's from its
+    start, as ``docker run -t`` sets it; None when we are on none."""
+    for fd in (0, 1):
+        try:
+            size = os.get_terminal_size(fd)
+        except OSError:
+            continue
+        if size.lines and size.columns:
+            return size.lines, size.columns
+    return None
 
 
 def parse_labels(items: Sequence[str]) -> dict[str, str]:
@@ -129,6 +149,18 @@ def cmd_run(args: argparse.Namespace) -> int:
             return EXIT_OK
         print(container.name)
         return EXIT_OK
+    if args.interactive or args.tty:
+        from pylxcore.cli.terminal import attach_container, wait_removed
+
+        if args.tty and "TERM" in os.environ:
+            options["env"].setdefault("TERM", os.environ["TERM"])
+        # Removed by its supervisor when it exits (its code comes first):
+        # detached by the keys, it runs on without us.
+        container = engine.containers.run(args.image, command, detach=True, remove=args.rm, **options)
+        attached = attach_container(container, interactive=args.interactive, detach_keys=args.detach_keys)
+        if args.rm:
+            wait_removed(container)
+        return attached
     # Attached: start it detached (so nothing removes it before we read its
     # exit code), stream its output as it comes, then wait.
     container = engine.containers.run(args.image, command, detach=True, remove=False, **options)

@@ -14,7 +14,7 @@ import os
 import select
 import signal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Literal, Mapping, Sequence, overload
 
 import attrs
 
@@ -26,6 +26,7 @@ from pylxcore.runtime.events import record_event
 from pylxcore.runtime.files import ContainerFiles
 from pylxcore.runtime.signals import signal_number
 from pylxcore.runtime.state import ContainerState, StateRecord
+from pylxcore.spec import Limits
 from pylxcore.spec.sizes import human_size
 from pylxcore.store import read_json
 from pylxcore.store.records import ContainerRecord
@@ -34,6 +35,7 @@ from pylxcore.supervisor.policy import STOP_MARK
 from pylxcore.supervisor.state import STATE_FILE
 
 if TYPE_CHECKING:
+    from pylxcore.runtime.attach import AttachStream
     from pylxcore.runtime.containers import ContainerCollection
     from pylxcore.runtime.logs import LogEntry
 
@@ -190,14 +192,20 @@ class Container(ContainerFiles, ContainerExec):
         except ProcessLookupError:
             pass
 
-    def stop(self, timeout: float = 10) -> int | None:
-        """SIGTERM to the main process, SIGKILL after ``timeout`` seconds; returns
-        the exit code. Raises InvalidState when it is not running."""
+    def stop(self, timeout: float | None = None) -> int | None:
+        """Its stop signal (``stop_signal`` at creation, else the image's,
+        else SIGTERM) to the main process, SIGKILL after ``timeout`` seconds
+        (None: its ``stop_timeout``, else 10); returns the exit code. Raises
+        InvalidState when it is not running."""
         self._expect("stop", ContainerState.RUNNING, ContainerState.FROZEN, ContainerState.RESTARTING)
-        self._stopped_by_user("kill", signal=str(int(signal.SIGTERM)))
+        meta = self._meta()
+        signum = signal_number(meta.extra.get("stop_signal") or "SIGTERM")
+        if timeout is None:
+            timeout = float(meta.extra.get("stop_timeout", 10))
+        self._stopped_by_user("kill", signal=str(signum))
         if self.state is ContainerState.FROZEN:
             self.unfreeze()
-        code = self._stop(timeout)
+        code = self._stop(timeout, signum)
         record_event(self._collection._store, self, "stop")
         return code
 
@@ -208,11 +216,11 @@ class Container(ContainerFiles, ContainerExec):
             (self.dir / STOP_MARK).touch(mode=0o600)
         record_event(self._collection._store, self, action, **attributes)
 
-    def _stop(self, timeout: float) -> int | None:
+    def _stop(self, timeout: float, signum: int = signal.SIGTERM) -> int | None:
         init, main = self._pids()
         if main or init:
             try:
-                os.kill(main or init or 0, signal.SIGTERM)
+                os.kill(main or init or 0, signum)
             except ProcessLookupError:
                 pass
         try:
@@ -238,7 +246,7 @@ class Container(ContainerFiles, ContainerExec):
                 pass
         return self.wait(timeout=30)
 
-    def restart(self, timeout: float = 10) -> Container:
+    def restart(self, timeout: float | None = None) -> Container:
         """Stop (if running) and start again; the writable layer is kept."""
         if self.status() in ("running", "paused", "restarting"):
             self.stop(timeout=timeout)
@@ -312,8 +320,11 @@ class Container(ContainerFiles, ContainerExec):
                     state=self.state.value,
                     operation="remove",
                 )
-            self.kill("SIGKILL")
-            self.wait(timeout=30)
+            try:
+                self.kill("SIGKILL")
+                self.wait(timeout=30)
+            except ContainerNotFound:
+                return  # run with auto-removal: its supervisor removed it as it ended
         self._collection._delete(self.name)
 
     def __enter__(self) -> Container:
@@ -324,6 +335,17 @@ class Container(ContainerFiles, ContainerExec):
             self.remove(force=True)
         except ContainerNotFound:
             pass
+
+    def attach(self) -> AttachStream:
+        """Reach the main process of a container created with ``tty`` or
+        ``stdin``, through its supervisor (``docker attach``): a stream of
+        its output, its input and its terminal's size (see
+        pylxcore.runtime.attach.AttachStream). Several may attach at once;
+        leaving one leaves the container running. Raises InvalidState (not
+        running, or created without tty and stdin)."""
+        from pylxcore.runtime.attach import attach  # (sockets load on first use)
+
+        return attach(self)
 
     # -- logs ----------------------------------------------------------------
 
@@ -368,11 +390,37 @@ class Container(ContainerFiles, ContainerExec):
 
     # -- resources -------------------------------------------------------------
 
-    def stats(self) -> Stats:
+    @overload
+    def stats(self, *, stream: Literal[False] = False) -> Stats: ...
+
+    @overload
+    def stats(self, *, stream: Literal[True], interval: float = 1.0) -> Iterator[dict[str, Any]]: ...
+
+    def stats(self, *, stream: bool = False, interval: float = 1.0) -> Stats | Iterator[dict[str, Any]]:
         """Memory (current, peak, limit), CPU seconds and pid count from the
-        container's cgroups. Raises InvalidState when it is not running."""
+        container's cgroups. With ``stream=True``: docker-py's
+        ``stats(decode=True)`` documents instead (``cpu_stats``,
+        ``precpu_stats``, ``memory_stats``, ``pids_stats``), one every
+        ``interval`` seconds until it stops (see
+        pylxcore.runtime.statstream; ``cpu_percent`` gives docker's CPU %).
+        Raises InvalidState when it is not running."""
+        if stream:
+            from pylxcore.runtime.statstream import stream as stats_stream
+
+            self._expect("read stats of", ContainerState.RUNNING, ContainerState.FROZEN)
+            return stats_stream(self, interval)
         self._expect("read stats of", ContainerState.RUNNING, ContainerState.FROZEN)
         return read_stats(self._collection._cgroup_dir(self.name))
+
+    def update(self, limits: Limits | Mapping[str, object]) -> Limits:
+        """Change its limits (the fields ``limits`` sets; a Limits or a mapping
+        like ``{"memory": "128M"}``), at once when it runs, and for every
+        later start (``docker update``). Returns the limits it has now.
+        Raises SpecError, LimitError, InvalidState, ContainerNotFound (see
+        pylxcore.runtime.update.update)."""
+        from pylxcore.runtime.update import update
+
+        return update(self, limits)
 
     def inspect(self) -> dict[str, Any]:
         """Everything known about the container, as plain data (``docker inspect``)."""
@@ -404,6 +452,8 @@ class Container(ContainerFiles, ContainerExec):
             "mounts": [attrs.asdict(m) for m in meta.mounts],
             "labels": dict(meta.labels),
             "userns": meta.userns,
+            "tty": bool(meta.extra.get("tty")),  # created with a terminal, and its stdin open
+            "open_stdin": bool(meta.extra.get("open_stdin")),
             "dir": str(self.dir),
         }
 

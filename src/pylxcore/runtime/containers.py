@@ -181,12 +181,23 @@ class ContainerCollection:
         ports: Mapping[str, Any] | None = None,
         hostname: str | None = None,
         aliases: Sequence[str] = (),
+        ip: str | None = None,
+        dns: Sequence[str] | None = None,
+        dns_search: Sequence[str] | None = None,
+        dns_opt: Sequence[str] | None = None,
         labels: Mapping[str, str] | None = None,
         userns: bool | None = None,
         log_max_size: int | str | None = None,
         log_max_files: int = DEFAULT_LOG_MAX_FILES,
         restart: str | None = None,
         healthcheck: Healthcheck | None = None,
+        tty: bool = False,
+        stdin: bool = False,
+        stop_signal: str | None = None,
+        stop_timeout: float | None = None,
+        read_only: bool = False,
+        tmpfs: Mapping[str, str] | None = None,
+        console_size: tuple[int, int] | None = None,
     ) -> Container:
         """Provision a container from a built image, without starting it: an
         overlay of the image's layers plus an empty writable layer (no copy).
@@ -206,6 +217,20 @@ class ContainerCollection:
         entrypoint and drops its cmd (``docker run --entrypoint``): a string
         is one program, a list an argv, ``""`` none at all.
 
+        ``tty=True`` runs its main process on a terminal of the container's
+        (TERM defaults to xterm), ``stdin=True`` keeps its stdin open (``docker
+        run -t``, ``-i``): its supervisor holds them, and ``Container.attach()``
+        reaches them, as often as wanted and by several callers at once.
+        ``console_size`` (rows, columns) is the terminal's size at each start
+        (default 24 x 80), as Docker's ConsoleSize.
+
+        ``stop_signal`` (else the image's StopSignal, else SIGTERM) is what
+        ``stop()`` sends first, ``stop_timeout`` (seconds; default 10) how
+        long it waits before SIGKILL. ``read_only=True`` mounts its root
+        filesystem read-only; ``tmpfs`` mounts fresh tmpfs file systems
+        (``{"/run": "size=16m"}``; nosuid, nodev, noexec unless the options
+        say otherwise), writable even then.
+
         ``restart`` ("no", "on-failure[:N]", "always", "unless-stopped") and
         ``healthcheck`` (else the image's) are kept by its supervisor, as
         Docker keeps them (see Container.restart_count, Container.health).
@@ -216,10 +241,15 @@ class ContainerCollection:
         ``engine.networks``). ``ports`` publishes container ports on the host:
         ``{"80/tcp": 8080}``, ``{"80": ("127.0.0.1", 8080)}``, ``{"53/udp":
         None}`` (a free port); see ``Container.ports``. ``hostname`` (default:
-        the name) and ``aliases`` (more names it answers to on its network).
+        the name) and ``aliases`` (more names it answers to on its network);
+        ``ip``: its address there (a network of the user's; default: a free one).
+        ``dns``, ``dns_search``, ``dns_opt``: its resolv.conf's name servers
+        (on the default bridge only: a user network's own DNS server answers
+        there), search domains and options, as ``docker run --dns…``.
 
         Raises ImageNotFound, Conflict (name taken, a host port taken), SpecError (bad name,
-        command, entrypoint, env, mount, user, port or host name), LimitError (a limit the host
+        command, entrypoint, env, mount, user, port, host name, stop signal or timeout, tmpfs or
+        console size), TypeError (tty, stdin or read_only not a bool), LimitError (a limit the host
         cannot enforce), NetworkNotFound, LXCError (userns=True on a host with no subordinate
         ids for root; the host refused a network's link or rule).
         """
@@ -231,7 +261,8 @@ class ContainerCollection:
         if name is None:
             name = "px-" + os.urandom(5).hex()
         net = network if network is not None else ("bridge" if ports else "none")
-        attachment = self._attach(name, net, ports, hostname, aliases)
+        resolver = validate.dns_settings(dns, dns_search, dns_opt)
+        attachment = self._attach(name, net, ports, hostname, aliases, ip, resolver)
         try:
             provision(
                 self._store,
@@ -253,6 +284,13 @@ class ContainerCollection:
                 log_max_files=log_max_files,
                 restart=restart,
                 healthcheck=healthcheck,
+                tty=tty,
+                stdin=stdin,
+                stop_signal=stop_signal,
+                stop_timeout=stop_timeout,
+                read_only=read_only,
+                tmpfs=tmpfs,
+                console_size=console_size,
             )
         except BaseException:
             if attachment is not None:
@@ -266,20 +304,22 @@ class ContainerCollection:
 
     def _attach(
         self, name: str, network: str, ports: Mapping[str, Any] | None, hostname: str | None,
-        aliases: Sequence[str],
+        aliases: Sequence[str], ip: str | None = None, resolver: Mapping[str, Any] | None = None,
     ) -> Attachment | None:
         """Container ``name``'s place on ``network`` (see pylxcore.network), None
         for "none" and "host". Raises what ``create`` raises for these."""
         if network in ("none", "host"):
-            if ports or aliases or hostname is not None:
+            if ports or aliases or hostname is not None or ip is not None or resolver:
                 raise SpecError(
-                    f"ports, hostname and aliases need a network, and network is {network!r}", key="network"
+                    f"ports, hostname, aliases, ip and dns need a network, and network is {network!r}",
+                    key="network",
                 )
             return None
         validate_container_name(name)  # (before anything is allocated to it)
         if self._dir(name).exists():
             raise Conflict(f"a container named {name!r} already exists", name=name)
-        return self._engine.networks.attach(name, network, ports=ports, hostname=hostname, aliases=aliases)
+        return self._engine.networks.attach(name, network, ports=ports, hostname=hostname, aliases=aliases,
+                                            ip=ip, dns_settings=resolver)
 
     def run(
         self,
@@ -301,12 +341,23 @@ class ContainerCollection:
         ports: Mapping[str, Any] | None = None,
         hostname: str | None = None,
         aliases: Sequence[str] = (),
+        ip: str | None = None,
+        dns: Sequence[str] | None = None,
+        dns_search: Sequence[str] | None = None,
+        dns_opt: Sequence[str] | None = None,
         labels: Mapping[str, str] | None = None,
         userns: bool | None = None,
         log_max_size: int | str | None = None,
         log_max_files: int = DEFAULT_LOG_MAX_FILES,
         restart: str | None = None,
         healthcheck: Healthcheck | None = None,
+        tty: bool = False,
+        stdin: bool = False,
+        stop_signal: str | None = None,
+        stop_timeout: float | None = None,
+        read_only: bool = False,
+        tmpfs: Mapping[str, str] | None = None,
+        console_size: tuple[int, int] | None = None,
     ) -> Any:
         """Create and start a container.
 
@@ -342,12 +393,23 @@ class ContainerCollection:
                 ports=ports,
                 hostname=hostname,
                 aliases=aliases,
+                ip=ip,
+                dns=dns,
+                dns_search=dns_search,
+                dns_opt=dns_opt,
                 labels=labels,
                 userns=userns,
                 log_max_size=log_max_size,
                 log_max_files=log_max_files,
                 restart=restart,
                 healthcheck=healthcheck,
+                tty=tty,
+                stdin=stdin,
+                stop_signal=stop_signal,
+                stop_timeout=stop_timeout,
+                read_only=read_only,
+                tmpfs=tmpfs,
+                console_size=console_size,
             )
             meta = c._meta()
             try:

@@ -183,6 +183,18 @@ class Handle:
             return None
         return str(value)
 
+    def set_cgroup_item(self, key: str, value: str) -> None:
+        """Write ``value`` into the running container's cgroup file ``key``
+        (like ``memory.max``; liblxc finds its cgroup through the container's
+        command socket). Raises LXCError when liblxc refuses (not running,
+        no such file, a value the kernel refuses)."""
+        try:
+            done = self._container().set_cgroup_item(key, value)
+        except (KeyError, RuntimeError, ValueError) as err:
+            raise self._fail(f"set {key} = {value} of", str(err)) from err
+        if not done:
+            raise self._fail(f"set {key} = {value} of")
+
     def attach(
         self,
         argv: Sequence[str],

@@ -14,7 +14,7 @@ from typing import Literal, Mapping, Sequence
 import attrs
 
 from pylxcore.errors import SpecError
-from pylxcore.runtime.limits import CgroupLayout, cgroup_keys
+from pylxcore.runtime.limits import LIMIT_FILES, CgroupLayout, cgroup_keys
 from pylxcore.spec import Limits, Mount
 from pylxcore.spec.validate import has_control_chars
 
@@ -116,6 +116,10 @@ class RunConfig:
     # (uid start, uid count, gid start, gid count) on the host for container
     # ids 0.. in a user namespace; None: container root is host root.
     idmap: tuple[int, int, int, int] | None = None
+    read_only: bool = False  # the root filesystem read-only (``docker run --read-only``)
+    # (target, options) of tmpfs mounts, each target already made and resolved
+    # inside the root (as the mounts' are): ``docker run --tmpfs``.
+    tmpfs: Sequence[tuple[str, str]] = ()
 
 
 def _fstab_escape(path: str) -> str:
@@ -183,6 +187,12 @@ def render(cfg: RunConfig, layout: CgroupLayout) -> str:
         opts = "bind" + (",ro" if m.read_only else "")
         target = _fstab_escape(m.target.lstrip("/"))
         lines.append(("lxc.mount.entry", f"{_fstab_escape(m.source)} {target} none {opts} 0 0"))
+    if cfg.read_only:
+        lines.append(("lxc.rootfs.options", "ro"))
+    for target, options in cfg.tmpfs:
+        # Docker's defaults, then the caller's (a later "exec" wins over "noexec").
+        opts = ",".join(filter(None, ["rw,nosuid,nodev,noexec", options]))
+        lines.append(("lxc.mount.entry", f"tmpfs {_fstab_escape(target.lstrip('/'))} tmpfs {opts} 0 0"))
     if cfg.idmap is not None:
         ustart, ucount, gstart, gcount = cfg.idmap
         lines.append(("lxc.idmap", f"u 0 {ustart} {ucount}"))
@@ -194,6 +204,21 @@ def render(cfg: RunConfig, layout: CgroupLayout) -> str:
             # wall, so that no value can ever add a line of its own.
             raise SpecError(f"refusing to write {value!r} into liblxc's config", key=key)
     return "".join(f"{k} = {v}\n" for k, v in lines)
+
+
+def with_limits(text: str, limits: Limits, layout: CgroupLayout) -> str:
+    """The config ``text`` (as ``render`` wrote it) with its limit lines
+    replaced by those of ``limits``: what a container's next start runs
+    with after ``update``. Raises LimitError (a limit the host cannot
+    enforce)."""
+    keys = cgroup_keys(limits, layout)
+    kept = []
+    for line in text.splitlines(keepends=True):
+        key = line.partition(" = ")[0]
+        file = key.removeprefix("lxc.cgroup2.").removeprefix("lxc.cgroup.")
+        if file == key or file not in LIMIT_FILES:
+            kept.append(line)
+    return "".join(kept) + "".join(f"{k} = {v}\n" for k, v in keys)
 
 
 def carried_exactly(value: str) -> bool:

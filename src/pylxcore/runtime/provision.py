@@ -33,6 +33,7 @@ from pylxcore.runtime.limits import host_layout
 from pylxcore.runtime.lxcconfig import SECCOMP_PROFILE, RunConfig, render
 from pylxcore.runtime.programs import Command, command_argv
 from pylxcore.runtime.rootfs import LayerStack, make_target, overlay_spec
+from pylxcore.runtime.signals import signal_number
 from pylxcore.runtime.userns import subordinate_ids
 from pylxcore.runtime.users import lookup_user
 from pylxcore.spec import Limits, Mount, parse_size, validate, validate_container_name
@@ -91,6 +92,13 @@ def provision(
     restart: str | None = None,
     healthcheck: Healthcheck | None = None,
     attachment: Attachment | None = None,
+    tty: bool = False,
+    stdin: bool = False,
+    stop_signal: str | None = None,
+    stop_timeout: float | None = None,
+    read_only: bool = False,
+    tmpfs: Mapping[str, str] | None = None,
+    console_size: tuple[int, int] | None = None,
 ) -> None:
     """Make container ``name`` of ``store`` from ``image`` (``record``: its
     image record), not started: an overlay of the image's layers plus an
@@ -106,13 +114,20 @@ def provision(
     validate_container_name(name)
     argv = command_argv(command, cfg, entrypoint=entrypoint)
     merged_env = validate.env({**(cfg.get("env") or {}), **validate.env(env)})
+    if tty:
+        merged_env.setdefault("TERM", "xterm")  # (Docker's, under the image's and the caller's)
     if network not in ("none", "host") and attachment is None:
         raise SpecError(f"network must be 'none', 'host' or a network's name, not {network!r}", key="network")
     if not isinstance(userns, bool):
         raise TypeError(f"userns must be True, False or None, not {userns!r}")
+    if not isinstance(tty, bool) or not isinstance(stdin, bool) or not isinstance(read_only, bool):
+        raise TypeError(f"tty, stdin and read_only must be True or False: {tty!r}, {stdin!r}, {read_only!r}")
+    tmpfs = validate.tmpfs(tmpfs)
+    size = validate.console_size(console_size)
     ids = subordinate_ids() if userns else None
     labels = validate.labels(labels)
     restart = validate.restart_policy(restart)
+    stop = _stop_options(stop_signal, stop_timeout, cfg.get("stop_signal"))
     health = _healthcheck(healthcheck, cfg.get("healthcheck"))
     if limits is not None and not isinstance(limits, Limits):
         raise TypeError(f"limits must be a Limits, not {type(limits).__name__}")
@@ -170,6 +185,10 @@ def provision(
                 )
                 for i, m in enumerate(all_mounts)
             ]
+            tmpfs_targets = [
+                (make_target(d / "upper", stack, t, file=False, key=f"tmpfs.{t}", shift=shift), opts)
+                for t, opts in tmpfs.items()
+            ]
             run_cfg = RunConfig(
                 name=name,
                 rootfs=rootfs,
@@ -184,6 +203,8 @@ def provision(
                 limits=eff_limits,
                 nics=attachment.nics if attachment else (),
                 hostname=attachment.hostname if attachment else None,
+                read_only=read_only,
+                tmpfs=tmpfs_targets,
             )
             text = render(run_cfg, host_layout())
             # 0600: it may hold secrets (env values); the store's walls keep others out too.
@@ -211,12 +232,35 @@ def provision(
                 **log_options(log_max_size, log_max_files),  # raises SpecError
                 restart=restart,
                 healthcheck=health,
-                extra=dict(attachment.meta) if attachment else {},
+                extra={
+                    **(attachment.meta if attachment else {}),
+                    # How its supervisor runs it: see pylxcore.supervisor.attachsock.
+                    **({"tty": True} if tty else {}),
+                    **({"open_stdin": True} if stdin else {}),
+                    **stop,
+                    **({"read_only": True} if read_only else {}),
+                    **({"tmpfs": tmpfs} if tmpfs else {}),
+                    **({"console_size": list(size)} if size and tty else {}),
+                },
             )
             atomic_write(d / "meta.json", canonical_json(meta.to_json()))
         except BaseException:
             rmtree(d)
             raise
+
+
+def _stop_options(stop_signal: object, stop_timeout: object, image_signal: object) -> dict[str, Any]:
+    """meta.json's ``stop_signal`` (``stop_signal``, else the image's) and
+    ``stop_timeout`` in seconds, those given. Raises SpecError (key
+    "stop_signal" or "signal": no such signal here; "stop_timeout")."""
+    out: dict[str, Any] = {}
+    sig = validate.stop_signal(stop_signal) or validate.stop_signal(image_signal, "config.stop_signal")
+    if sig is not None:
+        signal_number(sig)  # this host must have it: now, not when it is stopped
+        out["stop_signal"] = sig
+    if stop_timeout is not None:
+        out["stop_timeout"] = validate.duration(stop_timeout, "stop_timeout")
+    return out
 
 
 def _healthcheck(given: Healthcheck | None, image: object) -> dict[str, Any] | None:

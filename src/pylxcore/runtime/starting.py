@@ -88,6 +88,9 @@ def launch(collection: ContainerCollection, name: str, meta: ContainerRecord, *,
         # (Containers created before logs rotated have no cap of their own.)
         log_max_size=DEFAULT_LOG_MAX_SIZE if meta.log_max_size is None else meta.log_max_size,
         log_max_files=DEFAULT_LOG_MAX_FILES if meta.log_max_files is None else meta.log_max_files,
+        tty=bool(meta.extra.get("tty")),
+        stdin=bool(meta.extra.get("open_stdin")),
+        console_size=tuple(meta.extra.get("console_size") or (24, 80)),
     ).write(str(d))
     policy_spec(collection, name, meta).write(str(d))
     with contextlib.suppress(FileNotFoundError):
@@ -123,6 +126,10 @@ def policy_spec(collection: ContainerCollection, name: str, meta: ContainerRecor
     if check:
         test = check["test"]
         argv = ["/bin/sh", "-c", test[1]] if test[0] == "CMD-SHELL" else test[1:]
+        if meta.workdir not in ("", "/"):
+            # In the container's workdir, as Docker runs it; lxc-attach has no
+            # option for that, and would take the supervisor's own ("/").
+            argv = ["/bin/sh", "-c", 'cd "$0" && exec "$@"', meta.workdir, *argv]
         env = {"PATH": DEFAULT_PATH, "HOSTNAME": name, "HOME": "/root" if meta.uid == 0 else "/"}
         env.update(meta.env)
         lxcpath = str(collection._store.containers_dir)

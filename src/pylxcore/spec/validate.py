@@ -477,3 +477,46 @@ def published_ports(value: object, key: str = "ports") -> list[tuple[str, str, i
                 ip, hport = "0.0.0.0", _host_port(b, f"{key}.{cport}")
             out.add((port, ip, hport))
     return sorted(out, key=lambda t: (t[0], t[1], t[2] or 0))
+
+
+_TMPFS_OPTIONS = re.compile(r"[A-Za-z0-9=._:+-]+(?:,[A-Za-z0-9=._:+-]+)*")
+
+
+def tmpfs(value: object, key: str = "tmpfs") -> dict[str, str]:
+    """Tmpfs mounts as ``{"/run": "size=16m,mode=1777"}`` (a fresh dict): an
+    absolute target without ``..``, not ``/``, and mount options of letters,
+    digits and ``=._:+-``, comma-separated ("" for none): each lands in one
+    liblxc config line, which must carry it whole."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise SpecError(f"expected a mapping like {{'/run': 'size=16m'}}, got {type_name(value)}", key=key)
+    out = {}
+    for target, options in value.items():
+        absolute_path(target, key, allow_dotdot=False)
+        if target.rstrip("/") == "" or any(ch.isspace() for ch in target):
+            raise SpecError(
+                f"invalid tmpfs target {target!r}: not / and no white space", key=f"{key}.{target}"
+            )
+        if not isinstance(options, str) or (options and not _TMPFS_OPTIONS.fullmatch(options)):
+            raise SpecError(
+                f"invalid tmpfs options {options!r}: expected comma-separated options like"
+                " 'size=16m,mode=1777'",
+                key=f"{key}.{target}",
+            )
+        out[target] = options
+    return out
+
+
+def console_size(value: object, key: str = "console_size") -> tuple[int, int] | None:
+    """A terminal's size as ``(rows, columns)``, each 1 to 65535 (a winsize's
+    fields), or None."""
+    if value is None:
+        return None
+    if (
+        not isinstance(value, (tuple, list))
+        or len(value) != 2
+        or not all(isinstance(n, int) and not isinstance(n, bool) and 0 < n < 65536 for n in value)
+    ):
+        raise SpecError(f"expected (rows, columns), each 1 to 65535, got {value!r}", key=key)
+    return int(value[0]), int(value[1])
