@@ -30,6 +30,7 @@ from pylxcore.cli import main
 from pylxcore.cli.output import human_duration, table
 from pylxcore.cli.parser import build_parser, command_word
 from pylxcore.spec.sizes import human_size
+from tests.test_docs import matches
 
 IMG = "test/busybox:1"
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "cli.md"
@@ -716,18 +717,76 @@ def test_completion_bash(cli: CLI, tmp_path: Path) -> None:
 # --------------------------------------------------------------------------
 
 
-def doc_commands() -> Iterator[tuple[str, int]]:
+def doc_commands() -> Iterator[tuple[str, int, str]]:
     """Each ``$ command`` line of the docs' console blocks, with its expected
-    exit code (0, or N from a trailing comment ``# exit N...``)."""
+    exit code (0, or N from a trailing comment ``# exit N...``) and what the
+    docs show it printing: the lines up to the next command or the block's end."""
     in_console = False
+    command: tuple[str, int] | None = None
+    shown: list[str] = []
     for line in DOCS.read_text().splitlines():
+        if in_console and command is not None and (line.startswith("$ ") or line.startswith("```")):
+            yield (*command, "\n".join(shown))
+            command, shown = None, []
         if line.startswith("```"):
             in_console = line.strip() == "```console"
             continue
         if in_console and line.startswith("$ "):
-            command = line[2:]
-            match = re.search(r"#\s*exit (\d+)\b", command)
-            yield command, int(match.group(1)) if match else 0
+            match = re.search(r"#\s*exit (\d+)\b", line)
+            command = (line[2:], int(match.group(1)) if match else 0)
+        elif in_console and command is not None:
+            shown.append(line)
+
+
+# What differs from run to run, and so is compared by its shape only: the
+# docs show real values (an id, "2 seconds ago", 412KiB), the test accepts any.
+_VARYING = [
+    (re.compile(r"\bpx-[0-9a-f]{10}\b"), "px-<id>"),
+    (re.compile(r"\b[0-9a-f]{12,64}\b"), "<id>"),
+    (re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)"), "<time>"),
+    (re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d( [+-]\d{4} \w+)?"), "<time>"),
+    (re.compile(r"(Less than a second|About an? (minute|hour)|\d+ (second|minute|hour|day)s?)( ago)?"),
+     "<age>"),
+    (re.compile(r"\b\d+(\.\d+)?\s?(B|kB|KB|MB|GB|KiB|MiB|GiB)\b"), "<size>"),
+    (re.compile(r"\b\d+(\.\d+)?%"), "<pct>"),
+    (re.compile(r"\b\d+\.\d+(ms|s)\b"), "<dur>"),
+    (re.compile(r"\b\d\d:\d\d\b"), "<clock>"),
+    (re.compile(r"\b\d+\.\d+\b|\b\d{3,}\b"), "<num>"),  # (pids, sizes in bytes, epoch times)
+]
+
+
+def shape(text: str) -> str:
+    """``text`` with what varies between runs replaced by its kind, each line
+    stripped and its runs of spaces made one (a table's columns widen with
+    their values)."""
+    for pattern, kind in _VARYING:
+        text = pattern.sub(kind, text)
+    return "\n".join(re.sub(r" {2,}", " ", line.strip()) for line in text.strip("\n").splitlines())
+
+
+def as_user(text: str, root: Path, work: Path) -> str:
+    """``text`` as a user at /home/me/work with the store at the default root sees it."""
+    return text.replace(str(root), "/var/lib/pylxcore").replace(str(work), "/home/me/work")
+
+
+def shows(shown: str, out: str, err: str) -> bool:
+    """Whether the docs' ``shown`` lines are what a terminal showed of ``out``
+    and ``err``: their lines, each stream's in its order (a terminal may
+    interleave the two either way); "..." in ``shown`` stands for any text."""
+    want, got_out, got_err = shape(shown), shape(out), shape(err)
+    if "..." in want:
+        both = ("\n".join(filter(None, pair)) for pair in ((got_out, got_err), (got_err, got_out)))
+        return any(matches(want, text) for text in both)
+    lines, a, b = (text.split("\n") if text else [] for text in (want, got_out, got_err))
+    if len(lines) != len(a) + len(b):
+        return False
+    # An interleaving of a and b: walk the shown lines, taking from whichever stream fits.
+    reachable = {(0, 0)}
+    for line in lines:
+        reachable = {(i + 1, j) for i, j in reachable if i < len(a) and a[i] == line} | {
+            (i, j + 1) for i, j in reachable if j < len(b) and b[j] == line
+        }
+    return (len(a), len(b)) in reachable
 
 
 def doc_yaml() -> str:
@@ -749,15 +808,19 @@ def test_docs_walkthrough(engine: Engine, tmp_path: Path) -> None:
     env = {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}", "PYLXCORE_ROOT": str(engine.root)}
     commands = list(doc_commands())
     assert len(commands) >= 30
-    documented = {shlex.split(c, comments=True)[1] for c, _ in commands if c.startswith("pylxcore ")}
+    documented = {shlex.split(c, comments=True)[1] for c, _, _ in commands if c.startswith("pylxcore ")}
     for name in ("build", "run", "ps", "exec", "logs", "start", "stop", "restart", "kill", "rm", "images",
                  "rmi", "tag", "inspect", "prune", "stats", "completion", "save", "load", "export"):
         assert name in documented, f"docs/cli.md has no example of {name}"
-    for command, expected in commands:
+    wrong = []
+    for command, expected, shown in commands:
         proc = subprocess.run(["bash", "-c", command], cwd=work, env=env, capture_output=True, text=True,
                               timeout=120, stdin=subprocess.DEVNULL)
-        why = f"{command!r}: exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-        assert proc.returncode == expected, why
+        assert proc.returncode == expected, f"{command!r}: exit {proc.returncode}\n{proc.stdout}{proc.stderr}"
+        if not shows(shown, as_user(proc.stdout, engine.root, work), as_user(proc.stderr, engine.root, work)):
+            printed = as_user(proc.stdout + proc.stderr, engine.root, work)
+            wrong.append(f"$ {command}\n--- the docs show:\n{shown}\n--- it printed:\n{printed}")
+    assert not wrong, "\n".join(wrong)
     assert engine.containers.list(all=True) == [], "the walkthrough should clean up after itself"
 
 
