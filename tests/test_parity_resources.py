@@ -5,6 +5,7 @@ change nothing; stats stream docker-py's documents with CPU %."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -94,8 +95,9 @@ def test_stats_stream_cpu_percent(engine: Engine, busybox: str) -> None:
     assert first["name"] == "/busy" and first["id"] == c.id and cpu_percent(first) == 0.0
     assert first["memory_stats"]["limit"] == 32 << 20 and first["pids_stats"]["current"] >= 1
     busiest = max(cpu_percent(d) for d in docs)
-    # One shell: one CPU at most; on a busy shared host, a fair share of one.
-    assert 15 <= busiest <= 105, [round(cpu_percent(d)) for d in docs]
+    # A busy shell: a fair share of one CPU at least, even on a busy shared host;
+    # at most all of them (its loop forks ``date``, which runs beside it).
+    assert 15 <= busiest <= 100 * (os.cpu_count() or 1) + 5, [round(cpu_percent(d)) for d in docs]
     with pytest.raises(InvalidState):
         c.stats(stream=True)
 
