@@ -488,6 +488,13 @@ class Round:
                        note=f"{peer} not measured: {self.why[peer]}")
         return faster(case, measure, self.m["px"], label, self.m[peer], factor)
 
+    def shown(self, case: str, measure: str, label: str, peer: str, note: str = "") -> Row:
+        """The peer shown for scale, with no target, or a row saying why it was not measured."""
+        if peer in self.why:
+            return Row(case, measure, self.m["px"], "s", label, None, None, "", "", None,
+                       note=f"{peer} not measured: {self.why[peer]}")
+        return info(case, measure, self.m["px"], label, self.m[peer], note)
+
     def at_most(self, case: str, measure: str, label: str, peer: str, limit: float) -> Row:
         """A "≤ limit× the peer's time" row, or one saying why the peer was not measured."""
         if peer in self.why:

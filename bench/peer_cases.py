@@ -148,10 +148,14 @@ def dockerfile_build(ctx: Ctx) -> list[Row]:
     note = "pylxcore's RUN shares the host's network (Docker's default); docker and podman: --network none"
     rows = [
         cold.faster(case, cold_what, "docker build (20.10's legacy builder), per step", "docker", 5),
-        cold.faster(case, cold_what, "DOCKER_BUILDKIT=1 docker build, per step", "docker_buildkit", 5),
+        # BuildKit is opt-in in Docker 20.10: the issue's targets are against
+        # `docker build` as 20.10 runs it; BuildKit is shown for scale.
+        cold.shown(case, cold_what, "DOCKER_BUILDKIT=1 docker build, per step", "docker_buildkit",
+                   "20.10's opt-in builder, shown for scale"),
         cold.faster(case, cold_what, "podman build, per step", "podman", 5),
         warm.faster(case, warm_what, "docker build (20.10's legacy builder), all cached", "docker", 3),
-        warm.faster(case, warm_what, "DOCKER_BUILDKIT=1 docker build, all cached", "docker_buildkit", 3),
+        warm.shown(case, warm_what, "DOCKER_BUILDKIT=1 docker build, all cached", "docker_buildkit",
+                   "20.10's opt-in builder, shown for scale"),
         warm.faster(case, warm_what, "podman build, all cached", "podman", 3),
     ]
     rows[0].note = f"{note}; {rows[0].note}" if rows[0].note else note

@@ -104,6 +104,8 @@ def case_attach_rtt(ctx: Ctx) -> list[Row]:
         "pylxcore run -it": [sys.executable, "-m", "pylxcore", "run", "-it", "--rm", ctx.image, "sh"],
         "local pty": [str(busybox if busybox.exists() else Path("/usr/bin/busybox")), "sh"],
     }
+    if not ctx.podman.reason and ctx.podman.run("image", "exists", PODMAN_IMAGE, check=False).returncode != 0:
+        ctx.podman.setup(ctx.rootfs)  # (the registry case empties podman's store for its pulls)
     if not ctx.podman.reason:
         contenders["podman run -it"] = ctx.podman.argv(
             "run", "-it", "--rm", "--network", "none", *ULIMITS, PODMAN_IMAGE, "sh"
