@@ -639,7 +639,7 @@ def test_ctrl_c_reaches_the_cli_whichever_of_its_threads_gets_it(engine: Engine,
     # terminal to get signals from, its client forwards them (test_warm_cli).
     proc = subprocess.Popen(
         [sys.executable, "-m", "pylxcore", "--root", str(engine.root), "run", "--rm", "--name", "kt", IMG,
-         "sh", "-c", "trap 'exit 9' INT; echo started; while true; do sleep 0.1; done"],
+         "sh", "-c", "trap 'echo trapped; exit 9' INT; echo started; while true; do sleep 0.1; done"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYLXCORE_WARM": "0"},
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
@@ -649,8 +649,10 @@ def test_ctrl_c_reaches_the_cli_whichever_of_its_threads_gets_it(engine: Engine,
     assert others, "the log threads"
     time.sleep(0.3)  # for the main thread to be waiting for them (not a timing assertion)
     os.kill(others[0], signal.SIGINT)
-    _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 130 and b"Traceback" not in err
+    out, err = proc.communicate(timeout=30)
+    # As docker run's signal proxy: the container's process got the Ctrl-C; its
+    # trap's output and exit code are the command's.
+    assert (proc.returncode, out, err) == (9, b"trapped\n", b"")
     assert not engine.containers.exists("kt")
 
 
@@ -670,19 +672,37 @@ def test_keyboard_interrupt_exits_130(
     for extra in (["--rm"], []):
         proc = subprocess.Popen(
             [sys.executable, "-m", "pylxcore", "--root", str(engine.root), "run", *extra, "--name", "ki", IMG,
-             "sh", "-c", "trap 'exit 9' INT; echo started; while true; do sleep 0.1; done"],
+             "sh", "-c", "trap 'echo trapped; exit 9' INT; echo started; while true; do sleep 0.1; done"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=default_sigint,
         )
         assert proc.stdout is not None
         assert proc.stdout.readline() == b"started\n"
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=30)
-        assert proc.returncode == 130 and b"Traceback" not in err
+        out, err = proc.communicate(timeout=30)
+        # As docker run's signal proxy: the SIGINT reached the container, whose
+        # trap's output and exit code are the command's.
+        assert (proc.returncode, out, err) == (9, b"trapped\n", b"")
         if extra:  # --rm: removed
             assert not engine.containers.exists("ki")
-        else:  # the SIGINT reached the container, which handled it
+        else:
             assert engine.containers.get("ki").wait(timeout=10) == 9
             engine.containers.get("ki").remove()
+    # A process that ignores Ctrl-C: the third one stops the command (130); the container runs on.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pylxcore", "--root", str(engine.root), "run", "--name", "deaf", IMG,
+         "sh", "-c", "trap '' INT; echo started; while true; do sleep 0.1; done"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=default_sigint,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == b"started\n"
+    for _ in range(3):
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.3)  # one at a time (not a timing assertion: the count is what matters)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and b"Traceback" not in err
+    deaf = engine.containers.get("deaf")
+    assert deaf.status() == "running"
+    deaf.remove(force=True)
 
 
 def test_completion_bash(cli: CLI, tmp_path: Path) -> None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 import threading
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Callable, TextIO
 
 from pylxcore.cli.output import write_bytes
 
@@ -34,11 +35,19 @@ def _pump(
 
 
 def follow_logs(
-    container: Container, *, tail: int | None = None, timestamps: bool = False, since: float | None = None
+    container: Container,
+    *,
+    tail: int | None = None,
+    timestamps: bool = False,
+    since: float | None = None,
+    on_interrupt: Callable[[], None] | None = None,
 ) -> None:
     """Stream the container's stdout to ours and its stderr to ours until it
-    exits (``since``: only what it wrote from that unix time on). Raises what
-    the library raises while following."""
+    exits (``since``: only what it wrote from that unix time on). Ctrl-C
+    raises KeyboardInterrupt, unless ``on_interrupt`` is given: then it is
+    called and the output goes on (``docker run``'s signal proxy: the
+    container's process decides what Ctrl-C does), up to the third Ctrl-C,
+    which raises. Raises what the library raises while following."""
     failures: list[BaseException] = []
     threads = [
         threading.Thread(
@@ -49,13 +58,32 @@ def follow_logs(
         )
         for stream, out in (("stdout", sys.stdout), ("stderr", sys.stderr))
     ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        # With a timeout: a Ctrl-C that the kernel hands to one of the pump
-        # threads would not wake a join() without one, and only the main
-        # thread raises KeyboardInterrupt; it does so at its next wake-up.
-        while thread.is_alive():
-            thread.join(0.1)
+    # Ctrl-C counted by a handler of our own, set before any output shows,
+    # not caught as KeyboardInterrupt: that can surface at any line, outside
+    # any try. (Signal handlers can only be set from the main thread:
+    # elsewhere, Ctrl-C raises at once.)
+    pressed: list[int] = []
+    previous = None
+    if on_interrupt is not None and threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: pressed.append(signum))
+    try:
+        for thread in threads:
+            thread.start()
+        handled = 0
+        for thread in threads:
+            # With a timeout: a Ctrl-C that the kernel hands to one of the pump
+            # threads would not wake a join() without one; the handler runs in
+            # the main thread at its next wake-up.
+            while thread.is_alive():
+                thread.join(0.1)
+                while handled < len(pressed):
+                    handled += 1
+                    if handled >= 3:
+                        raise KeyboardInterrupt
+                    assert on_interrupt is not None
+                    on_interrupt()
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
     if failures:
         raise failures[0]

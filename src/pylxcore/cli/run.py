@@ -162,15 +162,14 @@ def cmd_run(args: argparse.Namespace) -> int:
             wait_removed(container)
         return attached
     # Attached: start it detached (so nothing removes it before we read its
-    # exit code), stream its output as it comes, then wait.
+    # exit code), stream its output as it comes, then wait. Ctrl-C goes to its
+    # process, whose output and exit code are then ours; a third one stops
+    # waiting (130).
     container = engine.containers.run(args.image, command, detach=True, remove=False, **options)
     code: int | None
     try:
-        follow_logs(container)
+        follow_logs(container, on_interrupt=lambda: _interrupt(container))
         code = container.wait()
-    except KeyboardInterrupt:
-        _interrupt(container)
-        raise
     finally:
         if args.rm:
             container.remove(force=True)
