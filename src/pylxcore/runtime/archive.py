@@ -264,18 +264,12 @@ def copy_into(
             where, write = decide(st)
             if not where or "\n" in where or "\0" in where:
                 raise SpecError(f"expected a path in the container, got {where!r}", key="path")
-            try:
-                proc.stdin.write(where.encode("utf-8", "surrogateescape") + b"\n")
-                write(proc.stdin)  # type: ignore[arg-type]
-            except BrokenPipeError:
-                pass  # the helper stopped reading: its answer says why
-            finally:
-                with contextlib.suppress(BrokenPipeError):
-                    proc.stdin.close()
-            _answer(proc, container, where)
-            if proc.wait() != 0:
-                raise StorageError(f"writing into {where!r} of container {container.name!r} failed",
-                                   path=where)
+
+            def tell_then_write(out: BinaryIO) -> None:
+                out.write(where.encode("utf-8", "surrogateescape") + b"\n")
+                write(out)
+
+            _feed(proc, container, where, tell_then_write)
 
 
 def put_archive_from(container: Container, path: str, write: Writer) -> bool:
@@ -285,15 +279,21 @@ def put_archive_from(container: Container, path: str, write: Writer) -> bool:
     lock = container._collection._lock(container.name)
     with lock:
         with _helper(container, "put", path, write=True, stdin=subprocess.PIPE) as proc:
-            assert proc.stdin is not None
-            try:
-                write(proc.stdin)  # type: ignore[arg-type]
-            except BrokenPipeError:
-                pass  # the helper stopped reading: its answer says why
-            finally:
-                with contextlib.suppress(BrokenPipeError):
-                    proc.stdin.close()
-            _answer(proc, container, path)
-            if proc.wait() != 0:
-                raise StorageError(f"writing into {path!r} of container {container.name!r} failed", path=path)
+            _feed(proc, container, path, write)
     return True
+
+
+def _feed(proc: subprocess.Popen[bytes], container: Container, where: str, write: Writer) -> None:
+    """Give the unpacking helper ``proc`` what ``write`` writes, end its
+    input, then take its answer. Raises what put_archive raises."""
+    assert proc.stdin is not None
+    try:
+        write(proc.stdin)  # type: ignore[arg-type]
+    except BrokenPipeError:
+        pass  # the helper stopped reading: its answer says why
+    finally:
+        with contextlib.suppress(BrokenPipeError):
+            proc.stdin.close()
+    _answer(proc, container, where)
+    if proc.wait() != 0:
+        raise StorageError(f"writing into {where!r} of container {container.name!r} failed", path=where)
