@@ -11,7 +11,7 @@ from typing import Iterator
 import pytest
 
 from pylxcore import Engine, Image
-from pylxcore.network import dns, links
+from pylxcore.network import dns, links, netns
 
 WEB = "test/web:1"
 
@@ -61,6 +61,9 @@ def leftovers(engine: Engine) -> list[str]:
     if f"table ip {nets.table}" in nft_tables():
         out.append(f"nft table {nets.table}")
     out += [f"link {name}" for name in links.link_names(nets.bridge_prefix)]
+    out += [f"network namespace file {name}" for name in netns.names(engine.store.root_id)]
+    if netns.ns_dir(engine.store.root_id).exists():
+        out.append(f"dir {netns.ns_dir(engine.store.root_id)}")
     if dns.DNS_ROOT.is_dir():
         out += [f"dns dir {d}" for d in dns.DNS_ROOT.iterdir() if d.name.startswith(nets.bridge_prefix)]
     procs = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout

@@ -17,7 +17,8 @@ import pytest
 from pylxcore import Engine
 from pylxcore.cli.networks import parse_publish
 from pylxcore.errors import Conflict, NetworkNotFound, SpecError
-from pylxcore.network import dns, links, nftables, records, subnets
+from pylxcore.network import dns, endpoint, links, netns, nftables, records, subnets
+from pylxcore.runtime.lxcconfig import Nic, render_nics
 from pylxcore.spec import validate
 from tests.conftest import until
 from tests.netutil import build_web, fetch, net_engine, ruleset_outside, serve
@@ -443,3 +444,58 @@ def test_rules_are_loaded_only_when_they_change_and_check_reloads_drifted_ones(
     assert "dnat to" not in (nftables.listing(table) or "")
     engine.check()
     assert "dnat to" in (nftables.listing(table) or "")
+
+
+def test_a_container_with_liblxc_veths_in_its_config_still_runs(net_engine: Engine) -> None:
+    # Containers made before the library made their network namespaces (and
+    # those in a user namespace) have liblxc's veths in their config.
+    engine = net_engine
+    image = build_web(engine)
+    net = engine.networks.create("old")
+    c = engine.containers.create(image, serve("old"), name="old", network="old", ports={"80/tcp": None})
+    config = c.dir / "config"
+    rid, ip = engine.store.root_id, c.ip_address
+    assert f"lxc.namespace.share.net = {netns.ns_path(rid, 'old')}\n" in config.read_text()
+    veth = endpoint.veth_name(rid, "old", "old")
+    nic = Nic(link=net.bridge, address=f"{ip}/24", gateway=net.gateway, pair=veth)
+    lines = "".join(f"{k} = {v}\n" for k, v in render_nics([nic], own_netns=False))
+    config.write_text("".join(
+        line for line in config.read_text().splitlines(keepends=True) if "namespace.share.net" not in line
+    ) + lines)
+    c.start()
+    ((_, port),) = c.ports["80/tcp"]
+    assert until(lambda: fetch(f"http://127.0.0.1:{port}/"), what="the old container's port") == "old"
+    assert links.ports_of(net.bridge) == [veth] and netns.names(rid) == []
+    c.remove(force=True)
+    assert links.ports_of(net.bridge) == []  # (liblxc deletes its veth as the container stops)
+
+
+def test_check_drops_namespace_files_no_running_container_holds(net_engine: Engine) -> None:
+    engine = net_engine
+    image = build_web(engine)
+    net = engine.networks.create("orphans")
+    rid = engine.store.root_id
+    stopped = engine.containers.create(image, name="stopped", network="orphans")
+    assert stopped.ip_address is not None
+    # What a process killed between making a namespace and starting its
+    # container leaves, and one killed after removing its container.
+    last = str(list(ipaddress.ip_network(net.subnet).hosts())[-1])
+    for name, ip in (("stopped", stopped.ip_address), ("gone", last)):
+        nic = netns.NsNic(endpoint.veth_name(rid, name, "orphans"), net.bridge, ip, 24, None)
+        netns.make(netns.ns_path(rid, name), [nic])
+    assert len(links.ports_of(net.bridge)) == 2 and netns.names(rid) == ["gone", "stopped"]
+    assert not engine.check(repair=False).consistent
+    report = engine.check()
+    assert any("namespace of gone container gone" in r for r in report.repaired), report
+    assert any("namespace of container stopped" in r for r in report.repaired), report
+    assert netns.names(rid) == []
+    assert until(lambda: links.ports_of(net.bridge) == [], 10, "their veths gone with them")
+    # A running container's processes hold its namespace, not a file; one
+    # with a restart policy keeps its file, for its supervisor's next start.
+    stopped.start()
+    kept = engine.containers.run(image, serve("kept"), name="kept", detach=True, network="orphans",
+                                 restart="always")
+    assert netns.names(rid) == ["kept"] and len(links.ports_of(net.bridge)) == 2
+    assert engine.check().consistent
+    kept.remove(force=True)
+    assert netns.names(rid) == []

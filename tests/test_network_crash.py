@@ -14,7 +14,8 @@ import time
 import pytest
 
 from pylxcore import Engine
-from pylxcore.network import conntrack, dns, endpoint, links, nftables, records
+from pylxcore.network import conntrack, dns, endpoint, links, netns, nftables, records
+from tests.conftest import until
 from tests.netutil import build_web, net_engine, ruleset_outside
 
 __all__ = ["net_engine"]  # (the fixture, imported to be found)
@@ -35,7 +36,10 @@ def _assert_consistent(engine: Engine, network: str) -> None:
     assert dns.named(rec.bridge) == sorted(on_it)
     running = {endpoint.veth_name(engine.store.root_id, c.name, network)
                for c in engine.containers.list() if c.name in on_it}
-    assert set(links.ports_of(rec.bridge)) <= running
+    # (The veths of containers just removed go with their namespaces, which
+    # the kernel tears down in the background: see pylxcore.network.netns.)
+    until(lambda: set(links.ports_of(rec.bridge)) <= running, 10, "the veths of removed containers gone")
+    assert set(netns.names(engine.store.root_id)) <= on_it
     ips = [ep.ip for ep in rec.endpoints.values()]
     assert len(ips) == len(set(ips))
     assert conntrack.forget_strays([rec.subnet], ips, dry_run=True) == 0
@@ -70,7 +74,9 @@ def test_500_run_remove_cycles_leak_nothing(net_engine: Engine) -> None:
             assert _tracked(c.ip_address) >= 1  # (so that the check below can fail)
             assert len(_dnat_rules(engine)) == 2
             assert dns.named(net.bridge) == [c.name]
-            assert links.ports_of(net.bridge) == [endpoint.veth_name(engine.store.root_id, c.name, "cycle")]
+            mine = [endpoint.veth_name(engine.store.root_id, c.name, "cycle")]
+            until(lambda mine=mine: links.ports_of(net.bridge) == mine, 10, "only this container's veth")
+            assert netns.names(engine.store.root_id) == []  # (its processes hold its namespace now)
         c.remove(force=True)
         if i % 50 == 0:
             assert _tracked(c.ip_address) == 0
@@ -78,8 +84,9 @@ def test_500_run_remove_cycles_leak_nothing(net_engine: Engine) -> None:
     assert records.load(engine.store, "cycle").endpoints == {}
     assert _dnat_rules(engine) == []
     assert dns.named(net.bridge) == []
-    assert links.ports_of(net.bridge) == []
-    assert set(links.link_names("pxv")) <= veths_before
+    until(lambda: links.ports_of(net.bridge) == [], 10, "no veth on the bridge")
+    until(lambda: set(links.link_names("pxv")) <= veths_before, 10, "no veth left")
+    assert netns.names(engine.store.root_id) == []
     assert conntrack.forget_strays([net.subnet], [], dry_run=True) == 0
     assert engine.check().consistent
     engine.networks.remove("cycle")

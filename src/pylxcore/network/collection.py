@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 import attrs
 
 from pylxcore.errors import Conflict, LXCError, NetworkNotFound, SpecError
-from pylxcore.network import conntrack, dns, endpoint, links, nftables, records, subnets
+from pylxcore.network import conntrack, dns, endpoint, links, netns, nftables, records, subnets
 from pylxcore.network.attachment import Attachment
 from pylxcore.network.records import EndpointRecord, NetworkRecord
 from pylxcore.spec import validate
@@ -162,6 +162,7 @@ class NetworkCollection:
         for item in dropped:
             net, container = item.split("/", 1)
             dns.drop_names(recs[net].bridge, container)
+            netns.drop(netns.ns_path(self._store.root_id, container))
         return dropped
 
     def _new(
@@ -255,6 +256,8 @@ class NetworkCollection:
             self._apply(recs)  # rules first: none may point at a bridge that is gone
             self._down(rec)
             records.delete(self._store, name)
+            if not recs:
+                netns.forget_dir(self._store.root_id)  # (no container can start on a network now)
 
     def prune(self) -> builtins.list[str]:
         """Remove every network no container is on (the default bridge too:
@@ -371,6 +374,9 @@ class NetworkCollection:
         """For pylxcore.runtime: give back what container ``container`` (removed)
         held on ``network`` (None: on every network): addresses, published
         ports and their rules, DNS names. Raises LXCError."""
+        if network is None:
+            # (A stopped container's veths are in it: they go with it, in the background.)
+            netns.drop(netns.ns_path(self._store.root_id, container))
         with records.locked(self._store):
             recs = records.load_all(self._store)
             changed, published = False, []
@@ -412,6 +418,20 @@ class NetworkCollection:
                     )
                 self._up(recs[name])
             self._apply(recs)
+            # (by its key: its dir, its config and its place in the records; see ContainerRecord)
+            key = str(meta.get("key") or meta["name"])
+            config = self._store.containers_dir / key / "config"
+            endpoint.make_namespace(self._store.root_id, key, config, meta["networks"], recs)
+
+    def started(self, meta: Mapping[str, Any]) -> None:
+        """For pylxcore.runtime, once a container (``meta``: its record) runs:
+        its processes hold its network namespace now, so its file goes
+        (see pylxcore.network.netns), and the namespace with its veths when
+        they end, like Docker's sandbox at a stop. Kept for a restart policy:
+        the supervisor starts the container again in the same namespace.
+        Raises LXCError."""
+        if meta.get("networks") and str(meta.get("restart") or "no") == "no":
+            netns.drop(netns.ns_path(self._store.root_id, str(meta.get("key") or meta["name"])))
 
     def _reconfigure(
         self, container: str, change: Callable[[dict[str, NetworkRecord], dict[str, Any]], None]

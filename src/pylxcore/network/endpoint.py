@@ -8,10 +8,11 @@ import errno
 import hashlib
 import ipaddress
 import socket
+from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from pylxcore.errors import Conflict
-from pylxcore.network import dns
+from pylxcore.network import dns, netns
 from pylxcore.network.attachment import Attachment
 from pylxcore.network.records import EndpointRecord, NetworkRecord, Ports
 from pylxcore.runtime.lxcconfig import Nic, render_nics
@@ -101,6 +102,7 @@ def attachment(
                 address=f"{ep.ip}/{prefix}",
                 gateway=None if rec.internal else rec.gateway,
                 pair=veth_name(root_id, container, rec.name),
+                netns=str(netns.ns_path(root_id, container)),
             )
         )
     first = networks[0][0] if networks else None
@@ -126,6 +128,36 @@ def attachment(
 def net_lines(config: str, nics: Sequence[Nic]) -> str:
     """``config`` (a container's liblxc config) with its ``lxc.net.*`` lines
     replaced by those of ``nics`` (no nics: a netns with only loopback)."""
-    kept = [line for line in config.splitlines() if not line.startswith("lxc.net.")]
-    lines = render_nics(nics) if nics else [("lxc.net.0.type", "empty")]
+    net_keys = ("lxc.net.", "lxc.namespace.share.net ")
+    kept = [line for line in config.splitlines() if not line.startswith(net_keys)]
+    own_netns = not any(line.startswith("lxc.idmap ") for line in kept)
+    lines = render_nics(nics, own_netns=own_netns) if nics else [("lxc.net.0.type", "empty")]
     return "".join(f"{line}\n" for line in kept) + "".join(f"{k} = {v}\n" for k, v in lines)
+
+
+def make_namespace(
+    root_id: str, container: str, config: Path, networks: Mapping[str, Any], recs: Mapping[str, NetworkRecord]
+) -> None:
+    """Make container ``container``'s network namespace anew, with a veth
+    into each of ``networks`` (its record's: name -> {"ip": …}), when its
+    liblxc ``config`` joins one (see pylxcore.network.netns); a config of
+    liblxc's veths (a container made before, or in a user namespace) is
+    left to liblxc. Raises LXCError."""
+    path = netns.ns_path(root_id, container)
+    try:
+        text = config.read_text()
+    except OSError:
+        return
+    if f"lxc.namespace.share.net = {path}\n" not in text:
+        return
+    nics = []
+    for i, (name, place) in enumerate(networks.items()):
+        rec = recs[name]
+        nics.append(netns.NsNic(
+            host_name=veth_name(root_id, container, name),
+            bridge=rec.bridge,
+            address=place["ip"],
+            prefixlen=ipaddress.ip_network(rec.subnet).prefixlen,
+            gateway=None if rec.internal or i else rec.gateway,  # (as in attachment())
+        ))
+    netns.make(path, nics)

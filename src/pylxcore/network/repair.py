@@ -9,11 +9,16 @@ the truth (see pylxcore.network.collection): this makes the host match them.
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from pylxcore.network import conntrack, dns, endpoint, links, nftables, records
+from pylxcore.errors import StorageError
+from pylxcore.network import conntrack, dns, endpoint, links, netns, nftables, records
 from pylxcore.procs import process_start_time
+from pylxcore.runtime.state import StateRecord
 from pylxcore.store import owner_alive, rmtree
+from pylxcore.supervisor.state import STATE_FILE
 
 if TYPE_CHECKING:
     from pylxcore.network.collection import NetworkCollection
@@ -53,14 +58,28 @@ def repair(networks: NetworkCollection, fix: Callable[[str], None], *, repair: b
                 fix(f"removed the hosts and resolv.conf of gone container {d.name}")
                 if repair:
                     rmtree(d)
+        # A namespace file outlives its use only when a process was killed
+        # between making it and starting the container, or between removing
+        # the container and dropping it (see pylxcore.network.netns): its
+        # veths go with it, and the next start makes it anew.
+        kept = False  # (a namespace file left by a dry run: its veths stay, no use waiting for them)
+        for c in netns.names(store.root_id):
+            if c not in held and not (store.containers_dir / c / "meta.json").exists():
+                fix(f"dropped the network namespace of gone container {c}")
+            elif not _supervised(store.containers_dir / c):
+                fix(f"dropped the network namespace of container {c}, which is not running")
+            else:
+                continue
+            kept = not repair
+            if repair:
+                netns.drop(netns.ns_path(store.root_id, c))
         bridges = {r.bridge for r in recs.values()}
         for rec in recs.values():
             veths = {endpoint.veth_name(store.root_id, c, rec.name) for c in rec.endpoints}
-            for port in links.ports_of(rec.bridge):
-                if port not in veths:
-                    fix(f"deleted veth {port} of a gone container on network {rec.name}")
-                    if repair:
-                        links.delete_link(port)
+            for port in _orphan_ports(rec.bridge, veths, 0.0 if kept else 2.0):
+                fix(f"deleted veth {port} of a gone container on network {rec.name}")
+                if repair:
+                    links.delete_link(port)
             for c in dns.named(rec.bridge):
                 if c not in rec.endpoints:
                     fix(f"dropped the DNS name of gone container {c} on network {rec.name}")
@@ -93,6 +112,29 @@ def repair(networks: NetworkCollection, fix: Callable[[str], None], *, repair: b
             # Whole and atomic (forced: its comment may say so, but rules in it
             # may have drifted from the records); the same rules again change nothing.
             nftables.apply(table, recs.values(), force=True)
+
+
+def _supervised(ctrdir: Path) -> bool:
+    """Whether the container in ``ctrdir`` has a live supervisor (it runs, or
+    its restart policy starts it again)."""
+    try:
+        state = StateRecord.read(ctrdir / STATE_FILE)
+    except (OSError, StorageError):
+        return False
+    return state is not None and state.supervisor_alive()
+
+
+def _orphan_ports(bridge: str, veths: set[str], wait: float) -> list[str]:
+    """The ports of ``bridge`` not in ``veths``, once the kernel has had up
+    to ``wait`` seconds to tear down the namespaces of containers just
+    removed: it deletes their veths in the background (see
+    pylxcore.network.netns), which is no leak."""
+    deadline = time.monotonic() + wait
+    while True:
+        orphans = [p for p in links.ports_of(bridge) if p not in veths]
+        if not orphans or time.monotonic() > deadline:
+            return orphans
+        time.sleep(0.05)
 
 
 def _stop_orphan_dns(bridge: str) -> None:

@@ -76,10 +76,20 @@ class Nic:
     address: str  # "10.89.0.2/24"
     gateway: str | None  # the default route (first nic only; None: an internal network's)
     pair: str  # the host side's name, so that the library can tell its own veths
+    # The network namespace file the library makes for the container, its
+    # veths in it (pylxcore.network.netns); "": liblxc makes them.
+    netns: str = ""
 
 
-def render_nics(nics: Sequence[Nic]) -> list[tuple[str, str]]:
-    """The ``lxc.net.N.*`` lines of a container's veths."""
+def render_nics(nics: Sequence[Nic], *, own_netns: bool = True) -> list[tuple[str, str]]:
+    """The lines of a container's veths: with ``own_netns`` and a namespace
+    file in ``nics``, the container joins that namespace, which the library
+    makes before it starts (then liblxc creates and deletes no link; see
+    pylxcore.network.netns); else ``lxc.net.N.*`` lines, liblxc's veths.
+    (A container in a user namespace keeps liblxc's: a namespace the library
+    made would be owned by the host's user namespace, not the container's.)"""
+    if own_netns and nics and nics[0].netns:
+        return [("lxc.namespace.share.net", nics[0].netns)]
     lines: list[tuple[str, str]] = []
     for i, nic in enumerate(nics):
         k = f"lxc.net.{i}"
@@ -173,7 +183,7 @@ def render(cfg: RunConfig, layout: CgroupLayout) -> str:
     if cfg.network == "host":
         lines.append(("lxc.net.0.type", "none"))  # "none" in liblxc means: share the host's netns
     elif cfg.nics:
-        lines += render_nics(cfg.nics)
+        lines += render_nics(cfg.nics, own_netns=cfg.idmap is None)
     else:
         lines.append(("lxc.net.0.type", "empty"))  # a new netns with only loopback
     config_env, _ = split_env(container_env(cfg.env, cfg.hostname or cfg.name, cfg.uid))

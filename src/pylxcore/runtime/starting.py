@@ -100,10 +100,12 @@ def launch(collection: ContainerCollection, name: str, meta: ContainerRecord, *,
     except OSError as err:
         answer = f"error: cannot start a supervisor: {err}".encode()
     if answer == OK:
+        if meta.extra.get("networks"):  # (its netns file goes: see pylxcore.network.netns)
+            collection._engine.networks.started(meta.to_json())
         return
     lines = start_failure_lines(answer)
     if lines is not None:
-        start_failed(collection, name, meta, lines)
+        start_failed(collection, key, meta, lines)
     raise LXCError(
         f"could not start container {name!r}: {answer.decode(errors='replace').strip()}",
         operation="start",

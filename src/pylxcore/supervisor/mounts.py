@@ -13,6 +13,9 @@ import os
 from pylxcore.supervisor.runspec import UsernsSpec
 
 USERNS_ROOTFS = "/run/pylxcore/rootfs"
+# Where the library mounts networked containers' network namespaces
+# (pylxcore.network.netns). Defined here, the stdlib-only side, for the unmount below.
+NETNS_ROOT = "/run/pylxcore/netns"
 _CLONE_NEWNS = 0x00020000
 
 
@@ -39,6 +42,10 @@ def userns_rootfs(ctrdir: str) -> None:
     ms_rec, ms_private = 0x4000, 1 << 18
     check(libc.unshare(_CLONE_NEWNS), "unshare(CLONE_NEWNS)")
     check(libc.mount(None, b"/", None, ms_rec | ms_private, None), "mount --make-rprivate /")
+    # This private copy of the host's mounts would hold every network namespace
+    # mounted right now (restart-policy containers keep theirs) alive until this
+    # supervisor exits: their veths would linger after removal. Not ours to keep.
+    libc.umount2(NETNS_ROOT.encode(), 2)  # MNT_DETACH; fails harmlessly when not mounted
 
     # A user namespace with the container's map: what the idmapped mounts use.
     ready_r, ready_w = os.pipe()
