@@ -37,14 +37,17 @@ def test_create_wait_pause_and_groups(engine: Engine, busybox: str) -> None:
         == "true false\n"
     assert cli(engine, "ps", "-l", "--format", "{{.Names}} {{.State}}").stdout == "c2 running\n"
     assert cli(engine, "ps", "-n", "2", "--format", "{{.Names}}").stdout == "c2\nc1\n"
-    # rename: a stopped container keeps its id and logs; a running one is refused.
+    # rename: a stopped container keeps its id and logs; a running one keeps running.
     c1_id = engine.containers.get("c1").id
     assert cli(engine, "rename", "c1", "c1b").returncode == 0
     assert engine.containers.get("c1b").id == c1_id and not engine.containers.exists("c1")
     assert cli(engine, "start", "c1b").returncode == 0 and cli(engine, "wait", "c1b").stdout == "4\n"
-    refused = cli(engine, "rename", "c2", "c2b")
-    assert refused.returncode == 1 and "it is running" in refused.stderr
-    assert cli(engine, "rename", "c1b", "c2").returncode == 1  # taken
+    assert cli(engine, "rename", "c2", "c2b").returncode == 0
+    assert cli(engine, "inspect", "-f", "{{.Name}} {{.State.Status}}", "c2b").stdout == "/c2b running\n"
+    assert cli(engine, "exec", "c2b", "true").returncode == 0
+    assert cli(engine, "rename", "c2b", "c2").returncode == 0
+    taken = cli(engine, "rename", "c1b", "c2")
+    assert taken.returncode == 1 and "'c2'" in taken.stderr
     assert cli(engine, "rename", "c1b", "c1").returncode == 0
     size = cli(engine, "ps", "-s")
     assert size.stdout.splitlines()[0].endswith("SIZE")

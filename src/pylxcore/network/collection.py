@@ -85,7 +85,8 @@ class Network:
 
     def inspect(self) -> dict[str, Any]:
         """Everything known about the network, as plain data (``docker network inspect``)."""
-        rec = records.load(self._collection.store, self.name)
+        rec_store = self._collection.store
+        rec = records.load(rec_store, self.name)
         return {
             "name": rec.name,
             "id": rec.id,
@@ -96,8 +97,10 @@ class Network:
             "dns": rec.dns,
             "bridge": rec.bridge,
             "created": rec.created,
-            "containers": {
-                c: {"ip": ep.ip, "aliases": list(ep.aliases), "ports": [list(p) for p in ep.ports]}
+            "containers": {  # (by name: the records know a container by its key)
+                records.container_name(rec_store, c): {
+                    "ip": ep.ip, "aliases": list(ep.aliases), "ports": [list(p) for p in ep.ports]
+                }
                 for c, ep in sorted(rec.endpoints.items())
             },
         }
@@ -135,7 +138,7 @@ class NetworkCollection:
     def _handle(self, rec: NetworkRecord) -> Network:
         return Network(
             self, rec.name, rec.id, rec.subnet, rec.gateway, rec.internal, rec.bridge,
-            rec.created, tuple(sorted(rec.endpoints)),
+            rec.created, tuple(sorted(records.container_name(self._store, c) for c in rec.endpoints)),
         )
 
     def _apply(self, recs: Mapping[str, NetworkRecord]) -> None:
@@ -312,6 +315,7 @@ class NetworkCollection:
         aliases: Sequence[str] = (),
         ip: str | None = None,
         dns_settings: Mapping[str, Sequence[str]] | None = None,
+        name: str | None = None,
     ) -> Attachment:
         """For pylxcore.runtime: allocate container ``container`` (not made yet)
         an address on ``network`` (``ip``, or a free one), and host ports for
@@ -322,7 +326,9 @@ class NetworkCollection:
         servers only on the default bridge: on a user network the network's
         DNS server answers. Raises SpecError (``ip`` not of the network's
         subnet, or on the default bridge; name servers on a user network),
-        NetworkNotFound, Conflict (a port, ``ip`` or the last address taken), LXCError."""
+        NetworkNotFound, Conflict (a port, ``ip`` or the last address taken), LXCError.
+        ``container`` is the container's key; ``name`` (default: the key) the
+        name its DNS answers to (see pylxcore.runtime.names)."""
         validate.network_name(network)
         wanted = validate.published_ports(ports)
         if hostname is not None:
@@ -347,7 +353,7 @@ class NetworkCollection:
                 self._up(rec)
                 self._apply(recs)
                 if rec.dns:
-                    dns.set_names(rec.bridge, container, ep.ip, [container, *aliases])
+                    dns.set_names(rec.bridge, container, ep.ip, [name or container, *aliases])
             except BaseException:
                 rec.endpoints.pop(container, None)
                 records.save(self._store, rec)
@@ -441,7 +447,7 @@ class NetworkCollection:
         endpoints."""
         ctrs = self._engine.containers
         c = ctrs.get(container)
-        with ctrs._lock(c.name):
+        with ctrs._lock(c.key):
             init = c._pids()[0] if c.status() in ("running", "paused") else None
             # The record as a document: ``change`` edits its networks' fields.
             meta = ContainerRecord.read(c.dir / "meta.json").to_json()
@@ -456,10 +462,10 @@ class NetworkCollection:
                 self._sweep(recs)
                 before = set(meta["networks"])
                 change(recs, meta)
-                pairs = [(recs[n], recs[n].endpoints[c.name]) for n in meta["networks"]]
-                files = records.files_dir(self._store, c.name)
+                pairs = [(recs[n], recs[n].endpoints[c.key]) for n in meta["networks"]]
+                files = records.files_dir(self._store, c.key)
                 att = endpoint.attachment(
-                    self._store.root_id, str(files), c.name, meta.get("hostname"), pairs, meta["ports"],
+                    self._store.root_id, str(files), c.key, meta.get("hostname"), pairs, meta["ports"],
                     meta.get("dns"),
                 )
                 for rec, _ in pairs:
@@ -467,12 +473,12 @@ class NetworkCollection:
                 self._apply(recs)
                 if init is not None:
                     try:
-                        self._replug(c.name, init, before, pairs)
+                        self._replug(c.key, init, before, pairs)
                     except LXCError:
                         for rec, _ in pairs:  # give back what it could not be plugged into
-                            if rec.name not in before and rec.endpoints.pop(c.name, None) is not None:
+                            if rec.name not in before and rec.endpoints.pop(c.key, None) is not None:
                                 records.save(self._store, rec)
-                                dns.drop_names(rec.bridge, c.name)
+                                dns.drop_names(rec.bridge, c.key)
                         self._apply(recs)
                         raise
                 config = c.dir / "config"
@@ -515,12 +521,12 @@ class NetworkCollection:
         aliases = [validate.hostname(a, "aliases") for a in aliases]
 
         def change(recs: dict[str, NetworkRecord], meta: dict[str, Any]) -> None:
-            ep = self._endpoint(recs, network, meta["name"], aliases, ip)
+            ep = self._endpoint(recs, network, meta["key"], aliases, ip)
             ep.owner = None  # the container exists
             rec = recs[network]
             records.save(self._store, rec)
             if rec.dns:
-                dns.set_names(rec.bridge, meta["name"], ep.ip, [meta["name"], *aliases])
+                dns.set_names(rec.bridge, meta["key"], ep.ip, [meta["name"], *aliases])
             meta["networks"][network] = {"ip": ep.ip, "aliases": list(aliases)}
 
         self._reconfigure(container, change)
@@ -534,13 +540,13 @@ class NetworkCollection:
         def change(recs: dict[str, NetworkRecord], meta: dict[str, Any]) -> None:
             if network not in recs:
                 raise NetworkNotFound(f"no network {network!r} in {self._store.root}", name=network)
-            ep = recs[network].endpoints.pop(meta["name"], None)
+            ep = recs[network].endpoints.pop(meta["key"], None)
             if ep is None or network not in meta["networks"]:
                 raise Conflict(f"container {meta['name']!r} is not on network {network!r}", name=meta["name"])
             if ep.ports:
                 released.append(ep.ip)  # (as in release)
             records.save(self._store, recs[network])
-            dns.drop_names(recs[network].bridge, meta["name"])
+            dns.drop_names(recs[network].bridge, meta["key"])
             del meta["networks"][network]
             if ep.ports:
                 meta["ports"] = []

@@ -27,7 +27,7 @@ from typing import Any, Iterator
 
 import attrs
 
-from pylxcore.errors import NetworkNotFound
+from pylxcore.errors import NetworkNotFound, StorageError
 from pylxcore.store import Store, atomic_write, canonical_json, make_private_dir, owner_alive
 from pylxcore.store import records as documents
 from pylxcore.store.records import bad_record, schema_of
@@ -198,6 +198,17 @@ def save(store: Store, rec: NetworkRecord) -> None:
 def delete(store: Store, name: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(networks_dir(store) / f"{name}.json")
+
+
+def container_name(store: Store, container: str) -> str:
+    """The name of the container whose endpoints are ``container``'s (its
+    key: a rename changes its name only, see pylxcore.runtime.names);
+    ``container`` itself when its record cannot say."""
+    try:
+        name = documents.load(store.containers_dir / container / "meta.json").get("name")
+    except (OSError, AttributeError, StorageError):
+        return container
+    return name if isinstance(name, str) and name else container
 
 
 def stale(store: Store, container: str, endpoint: EndpointRecord) -> bool:

@@ -254,7 +254,7 @@ def copy_into(
     ``dest`` (None when it is not there) and returns the directory to
     unpack into and what writes the tar (see put_archive_from); what it
     raises is raised. Raises what put_archive raises."""
-    with container._collection._lock(container.name):
+    with container._collection._lock(container.key):
         with _helper(container, "stat-put", dest, write=True, stdin=subprocess.PIPE) as proc:
             assert proc.stdin is not None
             try:
@@ -276,7 +276,7 @@ def put_archive_from(container: Container, path: str, write: Writer) -> bool:
     """``put_archive`` of the tar that ``write`` writes into the stream it is
     given (the unpacking process's stdin: no copy on the way, nothing
     spooled). Raises what put_archive raises."""
-    lock = container._collection._lock(container.name)
+    lock = container._collection._lock(container.key)
     with lock:
         with _helper(container, "put", path, write=True, stdin=subprocess.PIPE) as proc:
             _feed(proc, container, path, write)

@@ -142,7 +142,7 @@ def top(container: Container, ps_args: str = "-ef") -> dict[str, Any]:
             operation="top",
         )
     pids: set[int] = set()
-    cgroup = container._collection._cgroup_dir(container.name)
+    cgroup = container._collection._cgroup_dir(container.key)
     for _kind, mount in host_layout().controllers.values():
         try:
             with open(os.path.join(mount, cgroup, "cgroup.procs")) as fh:

@@ -29,6 +29,7 @@ from pylxcore.errors import LXCError, StorageError
 from pylxcore.runtime.cgroups import cgroup_name, cgroup_prefix, remove_cgroup, remove_cgroups
 from pylxcore.runtime.limits import host_layout
 from pylxcore.runtime.processes import container_names, kill_and_reap, lxc_processes
+from pylxcore.runtime.rename import repair_names
 from pylxcore.runtime.state import StateRecord
 from pylxcore.store import Store, owner_alive, rmtree, strip_digest
 from pylxcore.supervisor.state import STATE_FILE
@@ -242,6 +243,9 @@ def check(engine: Engine, *, repair: bool = True) -> CheckReport:
                 if repair:
                     exited = attrs.evolve(state, status="exited", exit_code=None, finished_at=time.time())
                     exited.write(d / STATE_FILE)
+
+        # -- names: the index, and DNS names a crashed rename left (see pylxcore.runtime.names)
+        repair_names(store, fix, repair=repair)
 
         # -- networks: addresses, rules, links and names of what is gone -----------
         if (store.root / "networks").is_dir():

@@ -72,19 +72,24 @@ class Container(ContainerFiles, ContainerExec):
     ip_address: str | None = attrs.field(default=None, repr=False)  # on its first network
     restart_count: int = attrs.field(default=0, repr=False)  # restarts by its policy, this start
     health: str | None = None  # "starting", "healthy", "unhealthy"; None: no healthcheck
+    # Fixed at creation, unlike the name: its dir, lock, cgroups (see pylxcore.runtime.names).
+    key: str = attrs.field(default=attrs.Factory(lambda self: self.name, takes_self=True), repr=False)
 
     # -- reading -------------------------------------------------------------
 
     @property
     def dir(self) -> Path:
-        return self._collection._dir(self.name)
+        return self._collection._dir(self.key)
 
     def _meta(self) -> ContainerRecord:
-        """What it was created with. Raises ContainerNotFound, StorageError."""
+        """What it was created with (its name as of now: the handle follows
+        a rename by another process). Raises ContainerNotFound, StorageError."""
         try:
-            return ContainerRecord.read(self.dir / "meta.json")
+            meta = ContainerRecord.read(self.dir / "meta.json")
         except FileNotFoundError:
             raise ContainerNotFound(f"container {self.name!r} no longer exists", name=self.name) from None
+        self.name = meta.name
+        return meta
 
     def _raw_state(self) -> StateRecord | None:
         """What its supervisor last wrote; None before its first start.
@@ -117,7 +122,7 @@ class Container(ContainerFiles, ContainerExec):
             self.exit_code, self.oom_killed = st.exit_code, st.oom_killed
             self.finished_at = st.finished_at
         elif st.status == "running" and alive:
-            paused = frozen(self._collection._cgroup_dir(self.name))
+            paused = frozen(self._collection._cgroup_dir(self.key))
             self.state = ContainerState.FROZEN if paused else ContainerState.RUNNING
             self.exit_code, self.oom_killed, self.finished_at = None, False, None
         elif st.status == "running":
@@ -155,9 +160,9 @@ class Container(ContainerFiles, ContainerExec):
         cannot hold it: overlayfs), else LXCError (also when the program is not
         in the container), each with liblxc's reason. The container then
         stays as it was (created, or exited) and can be removed."""
-        with self._collection._lock(self.name):
+        with self._collection._lock(self.key):
             self._expect("start", ContainerState.CREATED, ContainerState.EXITED)
-            self._collection._launch(self.name, self._meta(), auto_remove=False)
+            self._collection._launch(self.key, self._meta(), auto_remove=False)
         return self.reload()
 
     def _pids(self) -> tuple[int | None, int | None]:
@@ -257,13 +262,13 @@ class Container(ContainerFiles, ContainerExec):
     def freeze(self) -> None:
         """Freeze every process (``docker pause``). Raises InvalidState, LXCError."""
         self._expect("freeze", ContainerState.RUNNING)
-        self._collection._handle(self.name).freeze()
+        self._collection._handle(self.key).freeze()
         self.reload()
 
     def unfreeze(self) -> None:
         """Thaw a frozen container. Raises InvalidState, LXCError."""
         self._expect("unfreeze", ContainerState.FROZEN)
-        self._collection._handle(self.name).unfreeze()
+        self._collection._handle(self.key).unfreeze()
         self.reload()
 
     pause = freeze
@@ -325,7 +330,7 @@ class Container(ContainerFiles, ContainerExec):
                 self.wait(timeout=30)
             except ContainerNotFound:
                 return  # run with auto-removal: its supervisor removed it as it ended
-        self._collection._delete(self.name)
+        self._collection._delete(self.key)
 
     def __enter__(self) -> Container:
         return self

@@ -48,7 +48,7 @@ class ContainerExec:
         argv = command_argv(cmd, None)
         c._expect("exec in", ContainerState.RUNNING)
         meta = c._meta()
-        handle = c._collection._handle(c.name)
+        handle = c._collection._handle(c.key)
         try:
             # No liblxc state poll here: the supervisor reports a container
             # started only once its main process runs, so attach can go ahead.
@@ -59,7 +59,8 @@ class ContainerExec:
                 root = Path(f"/proc/{init}/root") if init else None
                 stack = LayerStack([root] if root else [])
                 uid, gid = lookup_user(stack, user)
-            full_env = {"PATH": DEFAULT_PATH, "HOSTNAME": c.name, "HOME": "/root" if uid == 0 else "/"}
+            host = meta.extra.get("hostname") or c.name  # (a rename keeps the host name)
+            full_env = {"PATH": DEFAULT_PATH, "HOSTNAME": host, "HOME": "/root" if uid == 0 else "/"}
             full_env.update(meta.env)
             if tty:
                 full_env.setdefault("TERM", "xterm")
@@ -76,7 +77,7 @@ class ContainerExec:
             # liblxc reports a fork that fails inside the container as it does
             # a container that is going (NOT_RUNNING): tell the pids limit first.
             limit = meta.limits.pids
-            if limit is not None and (read_stats(c._collection._cgroup_dir(c.name)).pids or 0) >= limit:
+            if limit is not None and (read_stats(c._collection._cgroup_dir(c.key)).pids or 0) >= limit:
                 raise LimitError(
                     f"cannot exec in container {c.name!r}: it has reached its pids limit ({limit}),"
                     " so no process can start in it until some of its processes exit",
@@ -86,7 +87,7 @@ class ContainerExec:
             # liblxc finding no running init means it is on its way out even
             # when its monitor and our supervisor have not noticed yet.
             stopping = err.detail == NOT_RUNNING
-            if stopping or c._collection._handle(c.name).state() not in ("RUNNING", "FROZEN"):
+            if stopping or c._collection._handle(c.key).state() not in ("RUNNING", "FROZEN"):
                 raise InvalidState(
                     f"cannot exec in container {c.name!r}: it is stopping",
                     name=c.name,

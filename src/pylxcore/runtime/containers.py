@@ -7,12 +7,13 @@ handle on one is pylxcore.runtime.container's.
 from __future__ import annotations
 
 import os
+import threading
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from pylxcore._log import log
 from pylxcore.errors import (
-    Conflict,
     ContainerError,
     ContainerNotFound,
     InvalidState,
@@ -23,7 +24,7 @@ from pylxcore.errors import (
     TimeoutExpired,
 )
 from pylxcore.notebook import ContainerList
-from pylxcore.runtime import liblxc
+from pylxcore.runtime import liblxc, names
 from pylxcore.runtime.cgroups import cgroup_name, remove_cgroups
 from pylxcore.runtime.container import Container, published
 from pylxcore.runtime.events import record_event
@@ -37,7 +38,7 @@ from pylxcore.runtime.starting import launch
 from pylxcore.runtime.state import ContainerState
 from pylxcore.spec import Limits, Mount, validate, validate_container_name
 from pylxcore.spec.healthcheck import Healthcheck
-from pylxcore.store.records import ContainerRecord
+from pylxcore.store.records import ContainerRecord, ImageRecord
 from pylxcore.supervisor.policy import STOP_MARK
 
 if TYPE_CHECKING:
@@ -51,28 +52,49 @@ class ContainerCollection:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._store = engine.store
+        self._held = threading.local()  # .claims: the names this thread holds for a create (see _claim)
 
     # -- paths and helpers -----------------------------------------------------
+    # A container has a key, fixed at creation, and a name, which rename
+    # changes (see pylxcore.runtime.names): the helpers below take its key;
+    # a name becomes a key here, in _record, and nowhere else.
 
-    def _dir(self, name: str) -> Path:
-        return self._store.containers_dir / name
+    def _dir(self, key: str) -> Path:
+        return self._store.containers_dir / key
 
-    def _cgroup_dir(self, name: str) -> str:
-        return cgroup_name(self._store.root_id, name)
+    def _cgroup_dir(self, key: str) -> str:
+        return cgroup_name(self._store.root_id, key)
 
-    def _lock(self, name: str) -> Any:
-        return self._store.lock(f"ctr-{name}")
+    def _lock(self, key: str) -> Any:
+        return self._store.lock(f"ctr-{key}")
 
-    def _handle(self, name: str) -> liblxc.Handle:
-        return liblxc.Handle(name, str(self._store.containers_dir))
+    def _handle(self, key: str) -> liblxc.Handle:
+        return liblxc.Handle(key, str(self._store.containers_dir))
+
+    def _record(self, name: str) -> ContainerRecord:
+        """The record of the container named ``name``. Raises
+        ContainerNotFound, StorageError (an unreadable record)."""
+        try:
+            validate_container_name(name)
+        except SpecError:
+            raise ContainerNotFound(f"no container {name!r} in {self._store.root}", name=name) from None
+        found = names.find(self._store, name)
+        if found is None:
+            raise ContainerNotFound(f"no container {name!r} in {self._store.root}", name=name)
+        return found
 
     def _load(self, name: str) -> Container:
         """Raises ContainerNotFound, StorageError (an unreadable record)."""
-        try:
-            meta = ContainerRecord.read(self._dir(name) / "meta.json")
-        except (FileNotFoundError, NotADirectoryError):
-            raise ContainerNotFound(f"no container {name!r} in {self._store.root}", name=name) from None
-        return self._from_meta(meta)
+        return self._from_meta(self._record(name))
+
+    def _claim(self, name: str) -> AbstractContextManager[str]:
+        """Hold the name ``name`` for a new container, and the lock of the key
+        it gets (yielded), until the end of the block (see
+        pylxcore.runtime.names.claim). Raises Conflict (taken), SpecError."""
+        if not hasattr(self._held, "claims"):
+            self._held.claims = {}
+        claims: dict[str, str] = self._held.claims
+        return names.claim(self._store, name, claims)
 
     def _from_meta(self, meta: ContainerRecord) -> Container:
         """A handle on the container whose record is ``meta``, its state read."""
@@ -82,6 +104,7 @@ class ContainerCollection:
             created=meta.created, command=meta.command,
             ports=published(meta.extra.get("ports", [])),
             ip_address=next((n["ip"] for n in networks.values()), None),
+            key=meta.key,
         ).reload()
 
     def _metas(self) -> list[ContainerRecord]:
@@ -111,15 +134,13 @@ class ContainerCollection:
         if not isinstance(name, str):
             raise TypeError(f"a container name is a str, not {type(name).__name__}")
         try:
-            validate_container_name(name)
-            if (self._dir(name) / "meta.json").exists():
-                return self._load(name)
-        except SpecError:
+            return self._load(name)
+        except ContainerNotFound:
             pass
         if len(name) >= 4:
             matches = [m for m in self._metas() if m.id.startswith(name)]
             if len(matches) == 1:
-                return self._load(matches[0].name)
+                return self._from_meta(matches[0])
         raise ContainerNotFound(f"no container {name!r} in {self._store.root}", name=name)
 
     def exists(self, name: str) -> bool:
@@ -262,10 +283,9 @@ class ContainerCollection:
             name = "px-" + os.urandom(5).hex()
         net = network if network is not None else ("bridge" if ports else "none")
         resolver = validate.dns_settings(dns, dns_search, dns_opt)
-        attachment = self._attach(name, net, ports, hostname, aliases, ip, resolver)
-        try:
-            provision(
-                self._store,
+        with self._claim(name) as key:
+            c = self._provision(
+                key,
                 record,
                 image,
                 command,
@@ -277,7 +297,7 @@ class ContainerCollection:
                 limits=limits,
                 mounts=mounts,
                 network=net,
-                attachment=attachment,
+                attachment=self._attach(key, name, net, ports, hostname, aliases, ip, resolver),
                 labels=labels,
                 userns=self._engine.userns if userns is None else userns,
                 log_max_size=log_max_size,
@@ -292,22 +312,42 @@ class ContainerCollection:
                 tmpfs=tmpfs,
                 console_size=console_size,
             )
-        except BaseException:
-            if attachment is not None:
-                self._engine.networks.release(name, net)
-            raise
-        if attachment is not None:
-            self._engine.networks.committed(name)
-        c = self._load(name)
         record_event(self._store, c, "create")
         return c
 
+    def _provision(self, key: str, record: ImageRecord, image: str, command: Command, *, name: str,
+                   network: str, attachment: Attachment | None, **options: Any) -> Container:
+        """Make container ``name`` (key ``key``, claimed: see _claim) with
+        its place on ``network``; give the place back if that fails."""
+        names.point(self._store, name, key)  # (an entry whose record is not there yet means nothing)
+        try:
+            provision(
+                self._store,
+                record,
+                image,
+                command,
+                key=key,
+                name=name,
+                network=network,
+                attachment=attachment,
+                **options,
+            )
+        except BaseException:
+            names.unpoint(self._store, name, key)
+            if attachment is not None:
+                self._engine.networks.release(key, network)
+            raise
+        if attachment is not None:
+            self._engine.networks.committed(key)
+        return self._load(name)
+
     def _attach(
-        self, name: str, network: str, ports: Mapping[str, Any] | None, hostname: str | None,
+        self, key: str, name: str, network: str, ports: Mapping[str, Any] | None, hostname: str | None,
         aliases: Sequence[str], ip: str | None = None, resolver: Mapping[str, Any] | None = None,
     ) -> Attachment | None:
-        """Container ``name``'s place on ``network`` (see pylxcore.network), None
-        for "none" and "host". Raises what ``create`` raises for these."""
+        """The place on ``network`` (see pylxcore.network) of container
+        ``name`` (key ``key``, claimed), None for "none" and "host". Raises
+        what ``create`` raises for these."""
         if network in ("none", "host"):
             if ports or aliases or hostname is not None or ip is not None or resolver:
                 raise SpecError(
@@ -315,11 +355,10 @@ class ContainerCollection:
                     key="network",
                 )
             return None
-        validate_container_name(name)  # (before anything is allocated to it)
-        if self._dir(name).exists():
-            raise Conflict(f"a container named {name!r} already exists", name=name)
-        return self._engine.networks.attach(name, network, ports=ports, hostname=hostname, aliases=aliases,
-                                            ip=ip, dns_settings=resolver)
+        if key != name and hostname is None:
+            hostname = name  # (the network would take its key for its host name)
+        return self._engine.networks.attach(key, network, ports=ports, hostname=hostname, aliases=aliases,
+                                            ip=ip, dns_settings=resolver, name=name)
 
     def run(
         self,
@@ -371,14 +410,14 @@ class ContainerCollection:
         """
         if name is None:
             name = "px-" + os.urandom(5).hex()
-        validate_container_name(name)  # before its lock file is named after it
+        validate_container_name(name)
         if remove and validate.restart_policy(restart) != "no":
             raise SpecError(
                 "a container removed when it exits cannot restart: give remove or restart", key="restart"
             )
         # The container's lock is held from creation until it runs: until then
         # it reads as "created", and a concurrent prune() must not remove it.
-        with self._lock(name):
+        with self._claim(name) as key:
             c = self.create(
                 image,
                 command,
@@ -413,9 +452,9 @@ class ContainerCollection:
             )
             meta = c._meta()
             try:
-                self._launch(c.name, meta, auto_remove=detach and remove)
+                self._launch(key, meta, auto_remove=detach and remove)
             except BaseException:
-                self._delete(c.name, locked=True, running_ok=True)
+                self._delete(key, locked=True, running_ok=True)
                 raise
         if detach:
             try:
@@ -457,20 +496,20 @@ class ContainerCollection:
 
     # -- internals -------------------------------------------------------------
 
-    def _launch(self, name: str, meta: ContainerRecord, *, auto_remove: bool) -> None:
-        """Start container ``name`` (see pylxcore.runtime.starting.launch).
+    def _launch(self, key: str, meta: ContainerRecord, *, auto_remove: bool) -> None:
+        """Start the container of key ``key`` (see pylxcore.runtime.starting.launch).
         Raises LXCError, LimitError or StorageError when it cannot start."""
-        launch(self, name, meta, auto_remove=auto_remove)
+        launch(self, key, meta, auto_remove=auto_remove)
 
-    def _delete(self, name: str, *, locked: bool = False, running_ok: bool = False) -> None:
-        """Remove container ``name`` (see pylxcore.runtime.removal.delete). Raises InvalidState."""
-        delete(self, name, locked=locked, running_ok=running_ok)
+    def _delete(self, key: str, *, locked: bool = False, running_ok: bool = False) -> None:
+        """Remove the container of key ``key`` (see pylxcore.runtime.removal.delete). Raises InvalidState."""
+        delete(self, key, locked=locked, running_ok=running_ok)
 
-    def _remove_cgroups(self, name: str) -> None:
+    def _remove_cgroups(self, key: str) -> None:
         """liblxc removes a container's cgroups when it stops; this sweeps what a
         crash may have left, killing what still lives there (the payload of a
         monitor that was killed)."""
-        remove_cgroups(self._cgroup_dir(name))
+        remove_cgroups(self._cgroup_dir(key))
 
 
 __all__ = ["ContainerCollection"]

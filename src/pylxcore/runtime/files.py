@@ -64,8 +64,8 @@ class ContainerFiles:
         return commit(ctr, repository, tag, message=message, author=author, changes=changes, pause=pause)
 
     def rename(self, name: str) -> None:
-        """Give the stopped container the name ``name`` (``docker rename``);
-        see pylxcore.runtime.rename.rename for what it raises."""
+        """Give the container the name ``name``, whatever its state (``docker
+        rename``); see pylxcore.runtime.rename.rename for what it raises."""
         from pylxcore.runtime.rename import rename
 
         rename(cast("Container", self), name)

@@ -1,7 +1,8 @@
 """Making a container from an image: its dir, writable layer, liblxc config and record (meta.json).
 
-A container is a directory ``ROOT/containers/NAME`` (an LXC lxcpath entry, so
-``lxc-ls -P ROOT/containers`` lists it) holding:
+A container is a directory ``ROOT/containers/KEY`` (an LXC lxcpath entry, so
+``lxc-ls -P ROOT/containers`` lists it; KEY is its name at creation, which a
+rename does not change: see pylxcore.runtime.names) holding:
 
     config      the liblxc config (rootfs = overlay of the image's layers + upper/)
     meta.json   what it was created with (image, command, env, limits, …)
@@ -79,6 +80,7 @@ def provision(
     *,
     entrypoint: Command = None,
     name: str,
+    key: str | None = None,
     env: Mapping[str, str] | None,
     workdir: str | None,
     user: str | None,
@@ -101,7 +103,8 @@ def provision(
     console_size: tuple[int, int] | None = None,
 ) -> None:
     """Make container ``name`` of ``store`` from ``image`` (``record``: its
-    image record), not started: an overlay of the image's layers plus an
+    image record), under key ``key`` (default: the name; see
+    pylxcore.runtime.names), not started: an overlay of the image's layers plus an
     empty writable layer (no copy), or with ``userns`` the dirs its
     supervisor mounts idmapped layers on. See ContainerCollection.create for
     the options; ``attachment``: its place on the library's networks
@@ -112,6 +115,7 @@ def provision(
     for root), TypeError (an option of the wrong type)."""
     cfg = record.config
     validate_container_name(name)
+    key = validate_container_name(key if key is not None else name)
     argv = command_argv(command, cfg, entrypoint=entrypoint)
     merged_env = validate.env({**(cfg.get("env") or {}), **validate.env(env)})
     if tty:
@@ -144,7 +148,7 @@ def provision(
     stack = LayerStack([store.layer_dir(k) / "fs" for k in reversed(layers)])
     uid, gid = (0, 0) if user in ("root", "0", "0:0") else lookup_user(stack, user)
 
-    d = store.containers_dir / name
+    d = store.containers_dir / key
     with store.lock("gc", shared=True):
         # The image may have been removed and its layers pruned since it was
         # read above; under this lock no prune runs, so look once more.
@@ -193,7 +197,7 @@ def provision(
                 name=name,
                 rootfs=rootfs,
                 idmap=ids,
-                cgroup_dir=cgroup_name(store.root_id, name),
+                cgroup_dir=cgroup_name(store.root_id, key),
                 env=sorted(merged_env.items()),
                 cwd=workdir,
                 uid=uid,
@@ -214,6 +218,7 @@ def provision(
             meta = ContainerRecord(
                 id=os.urandom(32).hex(),
                 name=name,
+                key=key,
                 image=image,
                 image_id=record.id,
                 layers=tuple(layers),

@@ -11,6 +11,7 @@ import select
 from typing import TYPE_CHECKING
 
 from pylxcore.errors import InvalidState, StorageError
+from pylxcore.runtime import names
 from pylxcore.runtime.container import Container
 from pylxcore.runtime.events import events_path
 from pylxcore.runtime.processes import kill_and_reap, lxc_processes
@@ -25,27 +26,27 @@ if TYPE_CHECKING:
 
 
 def delete(
-    collection: ContainerCollection, name: str, *, locked: bool = False, running_ok: bool = False
+    collection: ContainerCollection, key: str, *, locked: bool = False, running_ok: bool = False
 ) -> None:
-    """Remove container ``name`` and all it holds (its dir, its network
-    allocations, its cgroups); nothing when it is gone already. Unless
-    ``running_ok``, raises InvalidState when it is running (checked under its
-    lock). ``locked``: the caller holds its lock."""
-    d = collection._dir(name)
-    with contextlib.nullcontext() if locked else collection._lock(name):
+    """Remove the container of key ``key`` and all it holds (its dir, its
+    name, its network allocations, its cgroups); nothing when it is gone
+    already. Unless ``running_ok``, raises InvalidState when it is running
+    (checked under its lock). ``locked``: the caller holds its lock."""
+    d = collection._dir(key)
+    with contextlib.nullcontext() if locked else collection._lock(key):
         if not d.exists():
             return
         if not running_ok:
             # Checked again under the lock: another process may have started
             # it since the caller looked (e.g. prune() against run()).
             try:
-                c: Container | None = collection._load(name)
-            except StorageError:
+                c: Container | None = collection._from_meta(ContainerRecord.read(d / "meta.json"))
+            except (OSError, StorageError):
                 c = None  # an unreadable record: nothing runs from it, remove it
             if c is not None and c.state in (ContainerState.RUNNING, ContainerState.FROZEN):
                 raise InvalidState(
-                    f"cannot remove container {name!r}: it is {c.state.value} (started meanwhile)",
-                    name=name,
+                    f"cannot remove container {c.name!r}: it is {c.state.value} (started meanwhile)",
+                    name=c.name,
                     state=c.state.value,
                     operation="remove",
                 )
@@ -65,25 +66,28 @@ def delete(
             # A supervisor that was killed leaves lxc-execute and the payload
             # running with nobody to read their output: end them with it.
             for pid, argv in lxc_processes(collection._store.containers_dir):
-                if "-n" in argv[:-1] and argv[argv.index("-n") + 1] == name:
+                if "-n" in argv[:-1] and argv[argv.index("-n") + 1] == key:
                     kill_and_reap(pid)
         try:
             c_meta: ContainerRecord | None = ContainerRecord.read(d / "meta.json")
         except (OSError, StorageError):
             c_meta = None
+        if c_meta is not None:
+            # Its name first: once its dir is gone, the name may be taken again.
+            names.unpoint(collection._store, c_meta.name, key)
         # Rename first: readers see the container or nothing, never half of it.
         doomed = collection._store.staging_dir("rm-ctr")
-        os.rename(d, doomed / name)
+        os.rename(d, doomed / key)
         rmtree(doomed)
-        collection._store.drop_lock(f"ctr-{name}")  # we hold it: see Store.lock
+        collection._store.drop_lock(f"ctr-{key}")  # we hold it: see Store.lock
         if c_meta is not None:
             path = str(events_path(collection._store))
-            append_event(path, "destroy", ctr_id=c_meta.id, name=name, image=c_meta.image)
+            append_event(path, "destroy", ctr_id=c_meta.id, name=c_meta.name, image=c_meta.image)
     if (collection._store.root / "networks").is_dir():
-        collection._engine.networks.release(name)  # its addresses, ports, rules and names
+        collection._engine.networks.release(key)  # its addresses, ports, rules and names
     # Even after a clean exit: liblxc cannot remove a cgroup that an exec
     # into the container still occupied as it stopped.
-    collection._remove_cgroups(name)
+    collection._remove_cgroups(key)
 
 
 def _wait_for_exit(state: StateRecord, timeout: float = 10.0) -> None:

@@ -36,16 +36,16 @@ if TYPE_CHECKING:
     from pylxcore.runtime.containers import ContainerCollection
 
 
-def launch(collection: ContainerCollection, name: str, meta: ContainerRecord, *, auto_remove: bool) -> None:
-    """Start container ``name`` (``meta``: its record): write what its
+def launch(collection: ContainerCollection, key: str, meta: ContainerRecord, *, auto_remove: bool) -> None:
+    """Start the container of key ``key`` (``meta``: its record): write what its
     supervisor runs, and start the supervisor (see pylxcore.runtime.launch).
     Raises LXCError, LimitError or StorageError when it cannot start."""
-    d = collection._dir(name)
+    d, name = collection._dir(key), meta.name
     memory = host_layout().controllers.get("memory")
     oom = ""
     if memory is not None:
         counter = "memory.oom_control" if memory[0] == "v1" else "memory.events"
-        oom = os.path.join(memory[1], collection._cgroup_dir(name), counter)
+        oom = os.path.join(memory[1], collection._cgroup_dir(key), counter)
     # liblxc's init reports a program it cannot exec only as exit code
     # 255; say what is wrong instead, before anything starts (as Docker does).
     argv = list(meta.command)
@@ -79,7 +79,7 @@ def launch(collection: ContainerCollection, name: str, meta: ContainerRecord, *,
         collection._engine.networks.ready(meta.to_json())  # (after a reboot, bridges and rules are gone)
     _, inherited = split_env(meta.env)
     lxcpath = str(collection._store.containers_dir)
-    command = liblxc.execute_argv(name, lxcpath, argv, str(d / "lxc.log"), inherit=[k for k, _ in inherited])
+    command = liblxc.execute_argv(key, lxcpath, argv, str(d / "lxc.log"), inherit=[k for k, _ in inherited])
     RunSpec(
         command,
         env=liblxc.execute_env(inherited),
@@ -92,7 +92,7 @@ def launch(collection: ContainerCollection, name: str, meta: ContainerRecord, *,
         stdin=bool(meta.extra.get("open_stdin")),
         console_size=tuple(meta.extra.get("console_size") or (24, 80)),
     ).write(str(d))
-    policy_spec(collection, name, meta).write(str(d))
+    policy_spec(collection, key, meta).write(str(d))
     with contextlib.suppress(FileNotFoundError):
         (d / STOP_MARK).unlink()  # started again: a new end may be restarted from
     try:
@@ -114,8 +114,8 @@ def launch(collection: ContainerCollection, name: str, meta: ContainerRecord, *,
     )
 
 
-def policy_spec(collection: ContainerCollection, name: str, meta: ContainerRecord) -> PolicySpec:
-    """What container ``name``'s supervisor keeps besides the run (see
+def policy_spec(collection: ContainerCollection, key: str, meta: ContainerRecord) -> PolicySpec:
+    """What the supervisor of the container of key ``key`` keeps besides the run (see
     pylxcore.supervisor.policy): its restart policy, its healthcheck as
     an lxc-attach command line, where its events go."""
     spec = PolicySpec(
@@ -132,10 +132,11 @@ def policy_spec(collection: ContainerCollection, name: str, meta: ContainerRecor
             # In the container's workdir, as Docker runs it; lxc-attach has no
             # option for that, and would take the supervisor's own ("/").
             argv = ["/bin/sh", "-c", 'cd "$0" && exec "$@"', meta.workdir, *argv]
-        env = {"PATH": DEFAULT_PATH, "HOSTNAME": name, "HOME": "/root" if meta.uid == 0 else "/"}
+        hostname = meta.extra.get("hostname") or key  # (a rename keeps it, as docker's)
+        env = {"PATH": DEFAULT_PATH, "HOSTNAME": hostname, "HOME": "/root" if meta.uid == 0 else "/"}
         env.update(meta.env)
         lxcpath = str(collection._store.containers_dir)
-        spec.health_argv = liblxc.attach_argv(name, lxcpath, argv, env, meta.uid, meta.gid)
+        spec.health_argv = liblxc.attach_argv(key, lxcpath, argv, env, meta.uid, meta.gid)
         spec.health_env = env
         spec.interval, spec.timeout = check["interval"], check["timeout"]
         spec.retries, spec.start_period = check["retries"], check["start_period"]
@@ -143,10 +144,10 @@ def policy_spec(collection: ContainerCollection, name: str, meta: ContainerRecor
 
 
 def start_failed(
-    collection: ContainerCollection, name: str, meta: ContainerRecord, lines: Sequence[str]
+    collection: ContainerCollection, key: str, meta: ContainerRecord, lines: Sequence[str]
 ) -> NoReturn:
-    """Raise the error for container ``name``, which liblxc could not start
+    """Raise the error for the container of key ``key``, which liblxc could not start
     (see pylxcore.runtime.failures), once its leftover cgroups are gone."""
-    collection._remove_cgroups(name)  # left when liblxc had to be killed in its setup
+    collection._remove_cgroups(key)  # left when liblxc had to be killed in its setup
     root, containers_dir = collection._store.root, collection._store.containers_dir
-    raise_start_failure(name, meta.limits.to_dict(), lines, root=root, containers_dir=containers_dir)
+    raise_start_failure(meta.name, meta.limits.to_dict(), lines, root=root, containers_dir=containers_dir)

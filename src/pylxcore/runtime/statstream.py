@@ -47,7 +47,7 @@ def document(container: Container, now: Stats, system: int, before: dict[str, An
     """docker's stats document for ``container`` from the reading ``now``
     (at host CPU time ``system``) and the previous document's ``cpu_stats``
     (``before``; None for the first: then CPU % is 0)."""
-    cgroup = container._collection._cgroup_dir(container.name)
+    cgroup = container._collection._cgroup_dir(container.key)
     return {
         "read": _now(),
         "id": container.id,

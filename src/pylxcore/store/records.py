@@ -39,7 +39,9 @@ from pylxcore.spec.mount import Mount
 LAYER_SCHEMA = 1
 IMAGE_SCHEMA = 1
 REFS_SCHEMA = 1
-CONTAINER_SCHEMA = 1
+# 2: a container's record carries its key (see ContainerRecord), written as
+# 2 only when the key is not the name, which a reader of 1 would misread.
+CONTAINER_SCHEMA = 2
 
 
 def load(path: Path) -> Any:
@@ -291,7 +293,13 @@ class Refs:
 
 @attrs.frozen
 class ContainerRecord:
-    """``containers/<name>/meta.json``: what a container was created with.
+    """``containers/<key>/meta.json``: what a container was created with.
+
+    ``key`` is fixed at creation: its directory, its liblxc name, its
+    cgroups, its lock and its place in the network records. ``name`` is
+    what users see and look it up by; ``rename`` changes it (see
+    pylxcore.runtime.names). A record with no key (written before renames
+    kept the directory) has its name for a key.
 
     ``log_max_size`` and ``log_max_files`` are None for a container created
     before logs rotated (it has no cap of its own: see
@@ -324,13 +332,16 @@ class ContainerRecord:
     restart: str = "no"  # its restart policy, as pylxcore.spec.validate.restart_policy spells it
     healthcheck: dict[str, Any] | None = None
     extra: dict[str, Any] = attrs.field(factory=dict)
+    key: str = attrs.field(default=attrs.Factory(lambda self: self.name, takes_self=True))
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
             **self.extra,
-            "schema": CONTAINER_SCHEMA,
+            # (schema 1 while the key is the name: an older pylxcore reads it right)
+            "schema": CONTAINER_SCHEMA if self.key != self.name else 1,
             "id": self.id,
             "name": self.name,
+            "key": self.key,
             "image": self.image,
             "image_id": self.image_id,
             "layers": list(self.layers),
@@ -386,6 +397,7 @@ class ContainerRecord:
                 restart=str(data.get("restart") or "no"),
                 healthcheck=dict(data["healthcheck"]) if data.get("healthcheck") else None,
                 extra={k: v for k, v in data.items() if k not in _CONTAINER_FIELDS},
+                key=str(data.get("key") or data["name"]),
             )
         except (KeyError, TypeError, ValueError, SpecError) as err:
             raise bad_record(path, err) from err

@@ -224,6 +224,28 @@ def _pump(
     return code, oom.killed
 
 
+def _current_policy(ctrdir: str, last: str) -> str:
+    """The restart policy in ``ctrdir``'s policy.spec now; ``last`` when it
+    cannot be read (the one the supervisor started with stands)."""
+    try:
+        return PolicySpec.read(ctrdir).restart
+    except (OSError, ValueError):
+        return last
+
+
+def _current_name(ctrdir: str, last: str) -> str:
+    """The container's name in its record (meta.json) now; ``last`` (its
+    dir's name, its key) when it cannot be read."""
+    import json  # (deferred: only events need it, and the supervisor stays small)
+
+    try:
+        with open(os.path.join(ctrdir, "meta.json"), "rb") as fh:
+            name = json.load(fh).get("name")
+    except (OSError, ValueError, AttributeError):
+        return last
+    return name if isinstance(name, str) and name else last
+
+
 def _pause(mark: str, seconds: float) -> bool:
     """Wait ``seconds`` before a restart; False as soon as the user stopped
     the container meanwhile (``mark`` exists: see policy.STOP_MARK)."""
@@ -251,7 +273,8 @@ def supervise(ctrdir: str, spec: RunSpec, ready_fd: int) -> int:
     def event(action: str, **attributes: str) -> None:
         if policy.events:
             ctr_id, image = policy.ctr_id, policy.image
-            append_event(policy.events, action, ctr_id=ctr_id, name=name, image=image, attributes=attributes)
+            now = _current_name(ctrdir, name)  # (a rename changes it while it runs)
+            append_event(policy.events, action, ctr_id=ctr_id, name=now, image=image, attributes=attributes)
 
     log = LogWriter(ctrdir, spec.log_max_size, spec.log_max_files)
     host_mnt_ns = None
