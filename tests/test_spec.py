@@ -203,7 +203,7 @@ def test_limits_convert_and_render() -> None:
         ("cpuset", "0,,1", "'0,,1'"),
         ("cpuset", -1, "-1"),
         ("pids", 0, "from 1"),
-        ("pids", -1, "-1"),
+        ("pids", -2, "-2"),
         ("pids", "many", "'many'"),
         ("pids", False, "False"),
         ("pids", "9" * 5000, "999"),

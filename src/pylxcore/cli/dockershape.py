@@ -37,7 +37,9 @@ def container_document(container: Container) -> dict[str, Any]:
     image = container._collection._store.get_image_record(container.image_id)
     entrypoint, cmd = split_command(info["command"], image.config if image is not None else {})
     health = info.get("health")
-    limits = container._meta().limits
+    meta = container._meta()
+    limits = meta.limits
+    policy, _, retries = (info.get("restart_policy") or "no").partition(":")
     ports = {port: [{"HostIp": ip, "HostPort": str(hp)} for ip, hp in binds]
              for port, binds in (info.get("ports") or {}).items()}
     doc: dict[str, Any] = {
@@ -69,8 +71,10 @@ def container_document(container: Container) -> dict[str, Any]:
             "CpusetCpus": limits.cpuset or "",
             "PidsLimit": limits.pids,
             "NetworkMode": info.get("network") or "none",
-            "RestartPolicy": {"Name": info.get("restart_policy") or "no", "MaximumRetryCount": 0},
+            "RestartPolicy": {"Name": policy, "MaximumRetryCount": int(retries or 0)},
             "PortBindings": ports,
+            "ReadonlyRootfs": bool(meta.extra.get("read_only")),
+            "Tmpfs": dict(meta.extra.get("tmpfs") or {}) or None,
         },
         "Mounts": [
             {"Type": "bind", "Source": m.get("source"), "Destination": m.get("target"),
@@ -87,6 +91,18 @@ def container_document(container: Container) -> dict[str, Any]:
             "WorkingDir": "" if info.get("workdir") == "/" else info.get("workdir"),
             "Entrypoint": entrypoint,
             "Labels": info.get("labels") or {},
+            "Tty": bool(meta.extra.get("tty")),
+            "OpenStdin": bool(meta.extra.get("open_stdin")),
+            # Docker sets these for a client that attaches when it creates the
+            # container (``docker create``, a foreground ``docker run``); a
+            # container here is made detached first (``docker run -d``'s: false).
+            "AttachStdin": False,
+            "AttachStdout": False,
+            "AttachStderr": False,
+            "StdinOnce": False,
+            "StopSignal": meta.extra.get("stop_signal") or "",  # (given, else the image's)
+            "StopTimeout": _seconds(meta.extra.get("stop_timeout")),
+            "OnBuild": None,  # (an image's alone: a container's is always null in docker's)
         },
         "NetworkSettings": {
             "Ports": ports,
@@ -100,6 +116,13 @@ def container_document(container: Container) -> dict[str, Any]:
             "FailingStreak": health.get("failing_streak", 0),
         }
     return doc
+
+
+def _seconds(value: object) -> int | float | None:
+    """A stop timeout as docker's document holds it: whole seconds as an int; None: not set."""
+    if not isinstance(value, (int, float)):
+        return None
+    return int(value) if float(value).is_integer() else value
 
 
 def image_document(image: BuiltImage) -> dict[str, Any]:
@@ -120,6 +143,7 @@ def image_document(image: BuiltImage) -> dict[str, Any]:
             "ExposedPorts": {p: {} for p in config.exposed_ports} or None,
             "Volumes": {v: {} for v in config.volumes} or None,
             "StopSignal": config.stop_signal or "",
+            "OnBuild": list(config.onbuild) or None,
         },
         "RootFS": {"Type": "layers", "Layers": list(image.layer_keys)},
     }

@@ -56,7 +56,7 @@ def cmd_unpause(args: argparse.Namespace) -> int:
 
 
 def cmd_rename(args: argparse.Namespace) -> int:
-    """``rename OLD NEW``: a stopped container's new name."""
+    """``rename OLD NEW``: a container's new name, running or not."""
     Engine(root=args.root).containers.get(args.old).rename(args.new)
     return EXIT_OK
 

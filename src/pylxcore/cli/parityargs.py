@@ -53,7 +53,9 @@ def update(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cpus", metavar="N", help="CPU limit as a fraction of CPUs, like 1.5")
     p.add_argument("-c", "--cpu-shares", metavar="N", help="relative CPU weight (2 to 262144)")
     p.add_argument("--cpuset-cpus", metavar="CPUS", help="which CPUs, like 0-1 or 0,2")
-    p.add_argument("--pids-limit", metavar="N", help="most processes")
+    p.add_argument("--pids-limit", metavar="N", help="most processes (-1: no limit)")
+    p.add_argument("--restart", metavar="POLICY",
+                   help="restart policy: no, always, unless-stopped, on-failure[:N] (taken at the next exit)")
     names(p)
 
 

@@ -29,14 +29,15 @@ NO_STREAM_SAMPLE = 0.5  # --no-stream: seconds between the two readings its CPU 
 
 
 def cmd_update(args: argparse.Namespace) -> int:
-    """``update [--memory …] NAME...``: new limits, at once for running containers."""
+    """``update [--memory …] [--restart POLICY] NAME...``: new limits, at once
+    for running containers, and a new restart policy."""
     limits = {field: getattr(args, flag) for flag, field in UPDATE_FLAGS.items()
               if getattr(args, flag) is not None}
-    if not limits:
+    if not limits and args.restart is None:
         raise SpecError("update needs at least one limit: --memory, --memory-swap, --cpus, --cpu-shares,"
-                        " --cpuset-cpus or --pids-limit", key="limits")
+                        " --cpuset-cpus or --pids-limit, or --restart", key="limits")
     containers = Engine(root=args.root).containers
-    return each(args, lambda name: containers.get(name).update(limits))
+    return each(args, lambda name: containers.get(name).update(limits or None, restart=args.restart))
 
 
 # -- stats ------------------------------------------------------------------------

@@ -415,17 +415,21 @@ class Container(ContainerFiles, ContainerExec):
             self._expect("read stats of", ContainerState.RUNNING, ContainerState.FROZEN)
             return stats_stream(self, interval)
         self._expect("read stats of", ContainerState.RUNNING, ContainerState.FROZEN)
-        return read_stats(self._collection._cgroup_dir(self.name))
+        return read_stats(self._collection._cgroup_dir(self.key))
 
-    def update(self, limits: Limits | Mapping[str, object]) -> Limits:
+    def update(
+        self, limits: Limits | Mapping[str, object] | None = None, *, restart: str | None = None
+    ) -> Limits:
         """Change its limits (the fields ``limits`` sets; a Limits or a mapping
-        like ``{"memory": "128M"}``), at once when it runs, and for every
-        later start (``docker update``). Returns the limits it has now.
-        Raises SpecError, LimitError, InvalidState, ContainerNotFound (see
+        like ``{"memory": "128M"}``; ``pids=-1`` removes that limit), at once
+        when it runs, and for every later start, and its ``restart`` policy
+        (``docker update --restart``: its supervisor follows it from the main
+        process's next end). Returns the limits it has now. Raises SpecError,
+        LimitError, InvalidState, ContainerNotFound (see
         pylxcore.runtime.update.update)."""
         from pylxcore.runtime.update import update
 
-        return update(self, limits)
+        return update(self, limits, restart=restart)
 
     def inspect(self) -> dict[str, Any]:
         """Everything known about the container, as plain data (``docker inspect``)."""

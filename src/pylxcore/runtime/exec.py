@@ -68,6 +68,49 @@ class ExecResult(NamedTuple):
         return self.stdout + self.stderr
 
 
+class _Reaper:
+    """Waits for an exec's process in a thread of its own from the moment it
+    starts. The process is the caller's child (liblxc attaches with
+    CLONE_PARENT): one nobody waits for stays a zombie in the container's pid
+    namespace, and a pid namespace lives on until all its processes are
+    reaped, so the container could not stop (its init would wait for it).
+    Holds no reference to its ExecStream, which may then be dropped."""
+
+    __slots__ = ("done", "exit_code", "pid")
+
+    def __init__(self, pid: int) -> None:
+        import threading  # (deferred: only exec needs it)
+
+        self.pid = pid
+        self.exit_code: int | None = None  # None once done: liblxc lost the process
+        self.done = threading.Event()
+        threading.Thread(target=self._wait, name=f"pylxcore-exec-reaper-{pid}", daemon=True).start()
+
+    def _wait(self) -> None:
+        try:
+            _, status = os.waitpid(self.pid, 0)
+        except ChildProcessError:
+            pass  # (reaped elsewhere: the container stopped while it was attaching)
+        else:
+            code = os.waitstatus_to_exitcode(status)
+            self.exit_code = 128 - code if code < 0 else code
+        self.done.set()
+
+
+def _feed(fd: int, data: bytes) -> None:
+    """Write ``data`` to ``fd`` (the feeder's own: nothing else closes it),
+    then close it. Raises nothing: a command that does not read all its
+    input ends the feeding (EPIPE)."""
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 class ExecStream:
     """Output of an exec as it comes: iterate for ``(stream, bytes)``; afterwards
     ``exit_code`` is set. Never loses the exit code, never hangs past ``timeout``.
@@ -76,7 +119,16 @@ class ExecStream:
     its input open for ``write()`` until ``close_stdin()``. With a terminal
     (``tty``: a pty of the container's, see container_pty), the command's
     stdin, stdout and stderr are that terminal: all its output comes as
-    "stdout", ``write()`` types into it, ``resize()`` sets its size."""
+    "stdout", ``write()`` types into it, ``resize()`` sets its size.
+
+    ``close()`` (also at the end of a ``with`` block, and when the stream is
+    dropped) ends it: our ends of the command's input, output and terminal
+    close, and a command still running is killed (SIGKILL; ``wait()`` then
+    gives 137), since nothing could read what it says any more (an exec'd
+    process ignores SIGPIPE, as its caller, Python, does, so a closed pipe
+    alone would not end one that keeps writing). Its process is reaped in
+    the background whatever the caller does, so no zombie of it keeps the
+    container from stopping."""
 
     def __init__(
         self,
@@ -95,6 +147,10 @@ class ExecStream:
         self.exit_code: int | None = None
         self._timeout = timeout
         self._tty = tty[0] if tty is not None else None
+        self._open: set[int] = set()  # our ends still open (output, terminal)
+        self._input: int | None = None
+        self._pidfd: int | None = None
+        self._iterating = False  # (an iteration has started and not ended)
         if tty is not None:
             master, slave = tty
             try:
@@ -108,7 +164,7 @@ class ExecStream:
             finally:
                 os.close(slave)
             self._fds = {master: "stdout"}
-            self._input: int | None = master
+            self._input = master
         else:
             out_r, out_w = os.pipe()
             err_r, err_w = os.pipe()
@@ -126,20 +182,26 @@ class ExecStream:
                     os.close(fd)
             self._fds = {out_r: "stdout", err_r: "stderr"}
             self._input = in_w
+        self._open.update(self._fds)
+        # Before the reaper starts: a pidfd stays good after the reaping, so
+        # the terminal's end and a kill never name a pid used again since.
+        try:
+            self._pidfd = os.pidfd_open(self.pid)
+        except ProcessLookupError:
+            pass  # (liblxc lost it: see wait)
+        self._reaper = _Reaper(self.pid)
         if isinstance(stdin, bytes) and stdin:
-            # A thread, so a large input cannot deadlock against unread output.
-            def feed() -> None:
-                try:
-                    self.write(stdin)
-                except (OSError, InvalidState):
-                    pass
-                finally:
-                    if self._tty is None:
-                        self.close_stdin()
-
+            # A thread, so a large input cannot deadlock against unread output;
+            # on a descriptor of its own (without a terminal, the only one: its
+            # end is the end of input), which nothing else closes under it.
             import threading  # (deferred: only exec with stdin needs it)
 
-            threading.Thread(target=feed, daemon=True).start()
+            if self._tty is None:
+                fd, self._input = self._input, None
+            else:
+                fd = os.dup(self._tty)
+            assert fd is not None
+            threading.Thread(target=_feed, args=(fd, stdin), daemon=True).start()
         elif stdin is not True and self._tty is None:
             self.close_stdin()
         self._started = time.monotonic()
@@ -167,8 +229,48 @@ class ExecStream:
             except OSError:
                 pass
         elif self._input is not None:
-            os.close(self._input)
-            self._input = None
+            fd, self._input = self._input, None
+            os.close(fd)
+
+    def close(self) -> None:
+        """End the exec (see the class's docstring): kill the command if it
+        still runs and close our ends of its input, output and terminal,
+        without waiting. While another thread iterates the stream, that
+        iteration (soon at its end) closes them instead. Idempotent;
+        ``wait()`` still gives its exit code. Raises nothing."""
+        if self._pidfd is not None and not self._reaper.done.is_set():
+            try:
+                signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+            except ProcessLookupError:
+                pass  # (it has just ended)
+        if self._iterating:
+            return  # (closed under a select, its fds would leave it waiting forever)
+        if self._tty is None:
+            self.close_stdin()
+        self._tty = self._input = None
+        for fd in list(self._open):
+            self._close_fd(fd)
+        if self._pidfd is not None:
+            fd, self._pidfd = self._pidfd, None
+            os.close(fd)
+
+    def __enter__(self) -> ExecStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 (at interpreter exit, os may be gone: nothing to say it to)
+            pass
+
+    def _close_fd(self, fd: int) -> None:
+        """Close ``fd`` if it is still one of ours (once only: its number may be reused)."""
+        if fd in self._open:
+            self._open.discard(fd)
+            os.close(fd)
 
     def resize(self, rows: int, cols: int) -> None:
         """Set the terminal's size (the command gets SIGWINCH); nothing without ``tty``. Raises OSError."""
@@ -192,12 +294,14 @@ class ExecStream:
 
         sel = selectors.DefaultSelector()
         for fd in self._fds:
-            sel.register(fd, selectors.EVENT_READ)
+            if fd in self._open:
+                sel.register(fd, selectors.EVENT_READ)
         # A terminal's output ends when the command has exited, even if a
         # process it left in the background still holds the terminal.
-        pidfd = os.pidfd_open(self.pid) if self._tty is not None else None
+        pidfd = self._pidfd if self._tty is not None else None
         if pidfd is not None:
             sel.register(pidfd, selectors.EVENT_READ)
+        self._iterating = True
         try:
             while any(fd != pidfd for fd in sel.get_map()):
                 left = None if self._timeout is None else self._timeout - (time.monotonic() - self._started)
@@ -224,27 +328,27 @@ class ExecStream:
                     if not data:
                         sel.unregister(fd)
                         if fd != self._tty:
-                            os.close(fd)
+                            self._close_fd(fd)
                         continue
                     yield self._fds[fd], data
         finally:
             for left_fd in [k.fd for k in sel.get_map().values()]:
                 sel.unregister(left_fd)
                 if left_fd not in (self._tty, pidfd):
-                    os.close(left_fd)
+                    self._close_fd(left_fd)
             sel.close()
-            if pidfd is not None:
-                os.close(pidfd)
             if self._tty is not None:
-                os.close(self._tty)
+                self._close_fd(self._tty)
                 self._tty = self._input = None
+            self._iterating = False
         self.wait()
 
     def _kill(self) -> None:
-        try:
-            os.kill(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        if self._pidfd is not None:
+            try:
+                signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         self.wait()
 
     def wait(self) -> int:
@@ -252,17 +356,14 @@ class ExecStream:
         Raises InvalidState when liblxc lost the process because the container
         stopped while attaching (its exit code cannot be known then)."""
         if self.exit_code is None:
-            try:
-                _, status = os.waitpid(self.pid, 0)
-            except ChildProcessError:
+            self._reaper.done.wait()
+            if self._reaper.exit_code is None:
                 raise InvalidState(
                     f"exec {self.argv!r} in container {self._name!r}: the container stopped while it started;"
                     " its exit code is unknown",
                     name=self._name,
                     state="stopping",
                     operation="exec in",
-                ) from None
-            self.exit_code = os.waitstatus_to_exitcode(status)
-            if self.exit_code < 0:
-                self.exit_code = 128 - self.exit_code
+                )
+            self.exit_code = self._reaper.exit_code
         return self.exit_code

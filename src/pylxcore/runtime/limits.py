@@ -202,5 +202,28 @@ def cgroup_keys(limits: Limits, layout: CgroupLayout) -> list[tuple[str, str]]:
         add(v, ("cpuset.cpus", limits.cpuset), ("cpuset.cpus", limits.cpuset))
     if limits.pids is not None:
         v = _need(layout, "pids", "pids", limits.pids)
-        add(v, ("pids.max", str(limits.pids)), ("pids.max", str(limits.pids)))
+        value = "max" if limits.pids == -1 else str(limits.pids)  # (-1: none, in an override)
+        add(v, ("pids.max", value), ("pids.max", value))
     return keys
+
+
+# What a limit file holds when nothing limits it, v1's and v2's: what a
+# running container's cgroup gets when ``update`` removes that limit.
+UNLIMITED = {
+    "memory.limit_in_bytes": "-1", "memory.max": "max", "memory.memsw.limit_in_bytes": "-1",
+    "memory.swap.max": "max", "cpu.cfs_quota_us": "-1", "cpu.max": f"max {CPU_PERIOD_US}",
+    "cpu.shares": "1024", "cpu.weight": "100", "pids.max": "max",
+}
+
+
+def released_keys(before: list[tuple[str, str]], after: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The keys of ``before`` (cgroup_keys of a container's old limits) that
+    ``after`` no longer sets, each with the value that lifts its limit (the
+    files without one, like cpu.cfs_period_us, are left as they are). Raises nothing."""
+    kept = {key for key, _ in after}
+    out = []
+    for key, _ in before:
+        file = key.removeprefix("lxc.cgroup2.").removeprefix("lxc.cgroup.")
+        if key not in kept and file in UNLIMITED:
+            out.append((key, UNLIMITED[file]))
+    return out

@@ -22,9 +22,10 @@ __all__ = ["Limits"]
 _CPUSET_RE = r"[0-9]{1,6}(?:-[0-9]{1,6})?(?:,[0-9]{1,6}(?:-[0-9]{1,6})?)*"
 
 
-def _int_value(value: object, key: str, low: int, high: int) -> int:
-    """An int in [low, high]; digit strings are fine (CLI and env input)."""
-    expected = f"expected an integer from {low} to {high}"
+def _int_value(value: object, key: str, low: int, high: int, also: str = "") -> int:
+    """An int in [low, high]; digit strings are fine (CLI and env input).
+    ``also`` names what else the caller took, for the message."""
+    expected = f"expected {also}an integer from {low} to {high}"
     number: object = value
     if isinstance(value, str) and re.fullmatch(r"-?[0-9]{1,30}", value):
         number = int(value)
@@ -83,7 +84,12 @@ def _convert_cpu_shares(value: object) -> int | None:
 
 
 def _convert_pids(value: object) -> int | None:
-    return None if value is None else _int_value(value, "limits.pids", 1, MAX_INT64)
+    if value is None:
+        return None
+    # -1 means "no limit", as with docker --pids-limit -1: it removes one (see Limits.merged).
+    if value in (-1, "-1") and not isinstance(value, bool):
+        return -1
+    return _int_value(value, "limits.pids", 1, MAX_INT64, also="-1 (no limit) or ")
 
 
 def _convert_cpuset(value: object) -> str | None:
@@ -109,8 +115,11 @@ class Limits:
     bytes; ``memory_swap`` is memory plus swap (as ``docker --memory-swap``),
     -1 for unlimited swap. ``cpus`` is a fraction of CPUs, ``cpu_shares`` a
     relative weight, ``cpuset`` which CPUs (syntax only is checked here),
-    ``pids`` the most processes. Whether the host can enforce a limit is
-    decided when a container starts (LimitError), not here.
+    ``pids`` the most processes, -1 for none: it removes a limit set before
+    (the image's, or a container's in ``update``, as ``docker update
+    --pids-limit -1``), so the limits a container runs with never hold it
+    (see ``merged``). Whether the host can enforce a limit is decided when a
+    container starts (LimitError), not here.
 
     Raises:
         SpecError: (key ``limits.<field>``) for a bad value or type, naming
@@ -157,7 +166,8 @@ class Limits:
         return self.memory_swap - self.memory
 
     def merged(self, override: Limits) -> Limits:
-        """Return these limits with every field that ``override`` sets replaced.
+        """Return these limits with every field that ``override`` sets replaced;
+        ``pids=-1`` (in either) leaves no pids limit (None).
 
         Raises:
             SpecError: if the combination is invalid (memory_swap < memory).
@@ -167,6 +177,8 @@ class Limits:
             for f in attrs.fields(Limits)
             if getattr(override, f.name) is not None
         }
+        if changes.get("pids", self.pids) == -1:
+            changes["pids"] = None
         return attrs.evolve(self, **changes)
 
     def to_dict(self) -> dict[str, object]:

@@ -364,6 +364,9 @@ def supervise(ctrdir: str, spec: RunSpec, ready_fd: int) -> int:
             # container's stderr instead of leaving only an exit code.
             for line in lxc_errors(lxc_log)[-5:]:
                 log.write(STDERR, f"[liblxc] {line}\n".encode())
+        # The policy as it is now: ``update(restart=…)`` may have changed it
+        # while the container ran (docker's restart manager takes it at once).
+        policy.restart = _current_policy(ctrdir, policy.restart)
         again = should_restart(policy.restart, code, restarts, os.path.exists(mark))
         if att is not None and not again and att.early is None:
             # The end, and a caller came: from now on (before the state says
