@@ -19,6 +19,8 @@ _LXC_START_FAILED = "Failed run an application inside container"
 
 
 def children(pid: int) -> list[int]:
+    # (Files read as bytes here and below: text mode runs the codecs' Python
+    # code, whose pages every supervisor would then copy from the zygote's.)
     out: list[int] = []
     try:
         tids = os.listdir(f"/proc/{pid}/task")
@@ -26,7 +28,7 @@ def children(pid: int) -> list[int]:
         return out
     for tid in tids:
         try:
-            with open(f"/proc/{pid}/task/{tid}/children") as fh:
+            with open(f"/proc/{pid}/task/{tid}/children", "rb") as fh:
                 out += [int(x) for x in fh.read().split()]
         except OSError:
             continue
@@ -36,13 +38,12 @@ def children(pid: int) -> list[int]:
 def _nspid(pid: int) -> int | None:
     """The pid of ``pid`` inside its own (innermost) pid namespace."""
     try:
-        with open(f"/proc/{pid}/status") as fh:
-            for line in fh:
-                if line.startswith("NSpid:"):
-                    return int(line.split()[-1])
+        with open(f"/proc/{pid}/status", "rb") as fh:
+            data = fh.read()
+        start = data.index(b"\nNSpid:")
+        return int(data[start : data.index(b"\n", start + 1)].split()[-1])
     except (OSError, ValueError):
-        pass
-    return None
+        return None
 
 
 def find_pids(lxc_pid: int) -> tuple[int | None, int | None, bool]:
