@@ -58,7 +58,9 @@ def test_the_back_off_doubles_and_starts_over_after_ten_seconds_of_running() -> 
 
 def test_the_policy_spec_reads_what_was_written(tmp_path: os.PathLike[str]) -> None:
     check = ["lxc-attach", "--", "sh", "-c", "a b"]
-    spec = PolicySpec("on-failure:2", events="/r/e.log", ctr_id="ab", image="x", health_argv=check)
+    spec = PolicySpec(
+        "on-failure:2", events="/r/e.log", ctr_id="ab", image="x", name="web", health_argv=check
+    )
     spec.health_env = {"PATH": "/bin", "SECRET": "a=b c"}
     spec.timeout = 2.5
     spec.write(str(tmp_path))

@@ -21,6 +21,7 @@ removes (``repair_names``).
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable
 
 import attrs
@@ -33,6 +34,7 @@ from pylxcore.runtime.events import record_event
 from pylxcore.spec import validate_container_name
 from pylxcore.store import Store, atomic_write, canonical_json
 from pylxcore.store.records import ContainerRecord
+from pylxcore.supervisor.policy import POLICY_SPEC, PolicySpec
 
 if TYPE_CHECKING:
     from pylxcore.runtime.container import Container
@@ -64,12 +66,27 @@ def rename(container: Container, new: str) -> None:
             host = meta.extra.get("hostname") or old
             renamed: ContainerRecord = attrs.evolve(meta, name=new, extra={**meta.extra, "hostname": host})
             atomic_write(collection._dir(key) / "meta.json", canonical_json(renamed.to_json()))
+            _tell_supervisor(collection._dir(key), new)
             names.unpoint(store, old, key)
             set_dns_names(store, renamed, [new])
         finally:
             store.drop_lock(f"name-{new}")  # we hold it (see Store.lock): no file left behind
     container.name = new
     record_event(store, container, "rename", oldName=old)
+
+
+def _tell_supervisor(ctrdir: Path, name: str) -> None:
+    """Have a running supervisor name the container ``name`` in its events
+    (it reads its policy.spec for each). Raises nothing: a supervisor that
+    cannot be told names it as before until its next start."""
+    if not (ctrdir / POLICY_SPEC).exists():
+        return  # (never started: its first start writes one from the record)
+    try:
+        spec = PolicySpec.read(str(ctrdir))
+        spec.name = name
+        spec.write(str(ctrdir))
+    except (OSError, ValueError):
+        pass
 
 
 def set_dns_names(store: Store, meta: ContainerRecord, answer: Iterable[str]) -> None:

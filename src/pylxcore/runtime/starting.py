@@ -123,6 +123,7 @@ def policy_spec(collection: ContainerCollection, key: str, meta: ContainerRecord
         events=str(events_path(collection._store)),
         ctr_id=meta.id,
         image=meta.image,
+        name=meta.name,
     )
     check = meta.healthcheck
     if check:

@@ -28,14 +28,15 @@ BACKOFF_RESET = 10.0  # a run this long starts the back-off over
 class PolicySpec:
     """``policy.spec``: NUL-separated fields ``restart`` (as
     pylxcore.spec.validate.restart_policy writes it), the events log's path
-    (or ""), the container's id and image (for its events), the
-    healthcheck's interval, timeout and start period in seconds and its
-    retries, the number N of ``KEY=VALUE`` entries that follow (the
-    environment to run the check's command line with), then that command
-    line, which runs the check in the container (none: no healthcheck)."""
+    (or ""), the container's id, image and name (for its events; a rename
+    rewrites the name, see pylxcore.runtime.rename), the healthcheck's
+    interval, timeout and start period in seconds and its retries, the
+    number N of ``KEY=VALUE`` entries that follow (the environment to run
+    the check's command line with), then that command line, which runs the
+    check in the container (none: no healthcheck)."""
 
     __slots__ = (
-        "ctr_id", "events", "health_argv", "health_env", "image", "interval",
+        "ctr_id", "events", "health_argv", "health_env", "image", "interval", "name",
         "restart", "retries", "start_period", "timeout",
     )  # fmt: skip
 
@@ -46,6 +47,7 @@ class PolicySpec:
         events: str = "",
         ctr_id: str = "",
         image: str = "",
+        name: str = "",
         health_argv: list[str] | None = None,
         health_env: dict[str, str] | None = None,
         interval: float = 30.0,
@@ -57,6 +59,7 @@ class PolicySpec:
         self.events = events
         self.ctr_id = ctr_id
         self.image = image
+        self.name = name
         self.health_argv = health_argv or []
         self.health_env = health_env or {}
         self.interval = interval
@@ -73,27 +76,28 @@ class PolicySpec:
             fields = read_fields(ctrdir, POLICY_SPEC)
         except FileNotFoundError:
             return cls()
-        if len(fields) < 9:
+        if len(fields) < 10:
             raise ValueError(f"{POLICY_SPEC} in {ctrdir} has too few fields")
-        n = int(fields[8])
+        n = int(fields[9])
         return cls(
             fields[0],
             events=fields[1],
             ctr_id=fields[2],
             image=fields[3],
-            interval=float(fields[4]),
-            timeout=float(fields[5]),
-            start_period=float(fields[6]),
-            retries=int(fields[7]),
-            health_env=dict(item.split("=", 1) for item in fields[9 : 9 + n]),
-            health_argv=fields[9 + n :],
+            name=fields[4],
+            interval=float(fields[5]),
+            timeout=float(fields[6]),
+            start_period=float(fields[7]),
+            retries=int(fields[8]),
+            health_env=dict(item.split("=", 1) for item in fields[10 : 10 + n]),
+            health_argv=fields[10 + n :],
         )
 
     def write(self, ctrdir: str) -> None:
         """Write it into ``ctrdir``, atomically (temp + rename), mode 0600 (the
         check's command line holds the container's env). Raises OSError."""
         fields = [
-            self.restart, self.events, self.ctr_id, self.image,
+            self.restart, self.events, self.ctr_id, self.image, self.name,
             repr(self.interval), repr(self.timeout), repr(self.start_period), str(self.retries),
             str(len(self.health_env)), *(f"{k}={v}" for k, v in self.health_env.items()),
             *self.health_argv,

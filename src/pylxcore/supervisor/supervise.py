@@ -224,26 +224,13 @@ def _pump(
     return code, oom.killed
 
 
-def _current_policy(ctrdir: str, last: str) -> str:
-    """The restart policy in ``ctrdir``'s policy.spec now; ``last`` when it
-    cannot be read (the one the supervisor started with stands)."""
+def _current_policy(ctrdir: str, last: PolicySpec) -> PolicySpec:
+    """``ctrdir``'s policy.spec now (``update`` changes its restart policy,
+    ``rename`` its name, while it runs); ``last`` when it cannot be read."""
     try:
-        return PolicySpec.read(ctrdir).restart
+        return PolicySpec.read(ctrdir)
     except (OSError, ValueError):
         return last
-
-
-def _current_name(ctrdir: str, last: str) -> str:
-    """The container's name in its record (meta.json) now; ``last`` (its
-    dir's name, its key) when it cannot be read."""
-    import json  # (deferred: only events need it, and the supervisor stays small)
-
-    try:
-        with open(os.path.join(ctrdir, "meta.json"), "rb") as fh:
-            name = json.load(fh).get("name")
-    except (OSError, ValueError, AttributeError):
-        return last
-    return name if isinstance(name, str) and name else last
 
 
 def _pause(mark: str, seconds: float) -> bool:
@@ -273,7 +260,7 @@ def supervise(ctrdir: str, spec: RunSpec, ready_fd: int) -> int:
     def event(action: str, **attributes: str) -> None:
         if policy.events:
             ctr_id, image = policy.ctr_id, policy.image
-            now = _current_name(ctrdir, name)  # (a rename changes it while it runs)
+            now = _current_policy(ctrdir, policy).name or name
             append_event(policy.events, action, ctr_id=ctr_id, name=now, image=image, attributes=attributes)
 
     log = LogWriter(ctrdir, spec.log_max_size, spec.log_max_files)
@@ -366,7 +353,7 @@ def supervise(ctrdir: str, spec: RunSpec, ready_fd: int) -> int:
                 log.write(STDERR, f"[liblxc] {line}\n".encode())
         # The policy as it is now: ``update(restart=…)`` may have changed it
         # while the container ran (docker's restart manager takes it at once).
-        policy.restart = _current_policy(ctrdir, policy.restart)
+        policy.restart = _current_policy(ctrdir, policy).restart
         again = should_restart(policy.restart, code, restarts, os.path.exists(mark))
         if att is not None and not again and att.early is None:
             # The end, and a caller came: from now on (before the state says

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import errno
 import gc
-import json  # noqa: F401  (for the supervisors to share: their events read meta.json)
 import os
 import socket
 
