@@ -103,10 +103,15 @@ class Engine:
                 f"{containers._repr_html_()}{images._repr_html_()}")
 
     def close(self) -> None:
-        """Stop the helper that forks this root's container supervisors, if one
-        runs (it exits by itself after a few idle seconds). Containers and
-        their supervisors run on; the engine stays usable. Raises nothing."""
+        """Stop the helpers of this root, if they run: the one that forks its
+        container supervisors and the one that attaches execs (each exits by
+        itself after a few idle seconds; the latter once its execs have
+        ended). Containers and their supervisors run on; the engine stays
+        usable. Raises nothing."""
+        from pylxcore.runtime.attach_client import close_attacher  # (deferred: socket, json)
+
         close_zygote(self.store.containers_dir)
+        close_attacher(str(self.store.containers_dir))
 
     def events(
         self,

@@ -9,9 +9,11 @@ import signal
 import time
 from typing import TYPE_CHECKING, Iterator, NamedTuple
 
-from pylxcore.errors import InvalidState, TimeoutExpired
+from pylxcore.errors import InvalidState, LXCError, TimeoutExpired
 
 if TYPE_CHECKING:
+    import socket
+
     from pylxcore.runtime.liblxc import Handle
 
 
@@ -68,35 +70,6 @@ class ExecResult(NamedTuple):
         return self.stdout + self.stderr
 
 
-class _Reaper:
-    """Waits for an exec's process in a thread of its own from the moment it
-    starts. The process is the caller's child (liblxc attaches with
-    CLONE_PARENT): one nobody waits for stays a zombie in the container's pid
-    namespace, and a pid namespace lives on until all its processes are
-    reaped, so the container could not stop (its init would wait for it).
-    Holds no reference to its ExecStream, which may then be dropped."""
-
-    __slots__ = ("done", "exit_code", "pid")
-
-    def __init__(self, pid: int) -> None:
-        import threading  # (deferred: only exec needs it)
-
-        self.pid = pid
-        self.exit_code: int | None = None  # None once done: liblxc lost the process
-        self.done = threading.Event()
-        threading.Thread(target=self._wait, name=f"pylxcore-exec-reaper-{pid}", daemon=True).start()
-
-    def _wait(self) -> None:
-        try:
-            _, status = os.waitpid(self.pid, 0)
-        except ChildProcessError:
-            pass  # (reaped elsewhere: the container stopped while it was attaching)
-        else:
-            code = os.waitstatus_to_exitcode(status)
-            self.exit_code = 128 - code if code < 0 else code
-        self.done.set()
-
-
 def _feed(fd: int, data: bytes) -> None:
     """Write ``data`` to ``fd`` (the feeder's own: nothing else closes it),
     then close it. Raises nothing: a command that does not read all its
@@ -121,14 +94,16 @@ class ExecStream:
     stdin, stdout and stderr are that terminal: all its output comes as
     "stdout", ``write()`` types into it, ``resize()`` sets its size.
 
-    ``close()`` (also at the end of a ``with`` block, and when the stream is
-    dropped) ends it: our ends of the command's input, output and terminal
-    close, and a command still running is killed (SIGKILL; ``wait()`` then
-    gives 137), since nothing could read what it says any more (an exec'd
-    process ignores SIGPIPE, as its caller, Python, does, so a closed pipe
-    alone would not end one that keeps writing). Its process is reaped in
-    the background whatever the caller does, so no zombie of it keeps the
-    container from stopping."""
+    ``close()`` (also at the end of a ``with`` block, when the stream is
+    dropped, and when an iteration is left before its end) ends it: our ends
+    of the command's input, output and terminal close, and a command still
+    running is killed (SIGKILL; ``wait()`` then gives 137), since nothing
+    could read what it says any more (one that kept writing would end by
+    SIGPIPE, but one that waits would not). The store's attach server
+    (pylxcore.runtime.attacher) started it and reaps it whatever the caller
+    does, so no zombie of it keeps the container from stopping; its exit
+    code comes from the server. Should the server die, the command is killed
+    and ``wait()`` (and the iteration) raise LXCError."""
 
     def __init__(
         self,
@@ -149,15 +124,21 @@ class ExecStream:
         self._tty = tty[0] if tty is not None else None
         self._open: set[int] = set()  # our ends still open (output, terminal)
         self._input: int | None = None
+        self.pid = 0  # (the command's host pid, once attached)
         self._pidfd: int | None = None
         self._iterating = False  # (an iteration has started and not ended)
+        import threading  # (deferred, with the client: only exec needs them)
+
+        from pylxcore.runtime.attach_client import attach
+
+        self._conn: socket.socket | None = None  # (brings the exit code; see wait)
+        self._lock = threading.Lock()
+        self._server_gone = ""  # why the exit code cannot come, once the server died
+        request = {"argv": argv, "env": env, "cwd": workdir, "uid": uid, "gid": gid, "tty": tty is not None}
         if tty is not None:
             master, slave = tty
             try:
-                self.pid = handle.attach(
-                    argv, env=env, cwd=workdir, uid=uid, gid=gid, stdin=slave, stdout=slave, stderr=slave,
-                    tty=True,
-                )
+                self.pid, self._pidfd, self._conn = attach(handle.lxcpath, handle.name, request, (slave,) * 3)
             except BaseException:
                 os.close(master)
                 raise
@@ -170,8 +151,8 @@ class ExecStream:
             err_r, err_w = os.pipe()
             in_r, in_w = os.pipe()
             try:
-                self.pid = handle.attach(
-                    argv, env=env, cwd=workdir, uid=uid, gid=gid, stdin=in_r, stdout=out_w, stderr=err_w
+                self.pid, self._pidfd, self._conn = attach(
+                    handle.lxcpath, handle.name, request, (in_r, out_w, err_w)
                 )
             except BaseException:
                 for fd in (out_r, err_r, in_w):
@@ -183,19 +164,12 @@ class ExecStream:
             self._fds = {out_r: "stdout", err_r: "stderr"}
             self._input = in_w
         self._open.update(self._fds)
-        # Before the reaper starts: a pidfd stays good after the reaping, so
-        # the terminal's end and a kill never name a pid used again since.
-        try:
-            self._pidfd = os.pidfd_open(self.pid)
-        except ProcessLookupError:
-            pass  # (liblxc lost it: see wait)
-        self._reaper = _Reaper(self.pid)
+        if self._pidfd is None:
+            self._receive()  # (liblxc lost it: the server says so at once)
         if isinstance(stdin, bytes) and stdin:
             # A thread, so a large input cannot deadlock against unread output;
             # on a descriptor of its own (without a terminal, the only one: its
             # end is the end of input), which nothing else closes under it.
-            import threading  # (deferred: only exec with stdin needs it)
-
             if self._tty is None:
                 fd, self._input = self._input, None
             else:
@@ -238,11 +212,7 @@ class ExecStream:
         without waiting. While another thread iterates the stream, that
         iteration (soon at its end) closes them instead. Idempotent;
         ``wait()`` still gives its exit code. Raises nothing."""
-        if self._pidfd is not None and not self._reaper.done.is_set():
-            try:
-                signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
-            except ProcessLookupError:
-                pass  # (it has just ended)
+        self._signal_kill()
         if self._iterating:
             return  # (closed under a select, its fds would leave it waiting forever)
         if self._tty is None:
@@ -263,6 +233,8 @@ class ExecStream:
     def __del__(self) -> None:
         try:
             self.close()
+            if self._conn is not None:
+                self._conn.close()
         except Exception:  # noqa: BLE001 (at interpreter exit, os may be gone: nothing to say it to)
             pass
 
@@ -301,9 +273,15 @@ class ExecStream:
         pidfd = self._pidfd if self._tty is not None else None
         if pidfd is not None:
             sel.register(pidfd, selectors.EVENT_READ)
+        # The server's connection: its exit code comes there, or the end of
+        # it when the server died (then nothing can say when it ends: stop).
+        conn = self._conn.fileno() if self._conn is not None else None
+        if conn is not None:
+            sel.register(conn, selectors.EVENT_READ)
         self._iterating = True
+        ended = False
         try:
-            while any(fd != pidfd for fd in sel.get_map()):
+            while any(fd not in (pidfd, conn) for fd in sel.get_map()):
                 left = None if self._timeout is None else self._timeout - (time.monotonic() - self._started)
                 if left is not None and left <= 0:
                     self._kill()
@@ -314,6 +292,12 @@ class ExecStream:
                     )
                 for key, _ in sel.select(left):
                     fd = key.fd
+                    if fd == conn:
+                        sel.unregister(conn)
+                        self._receive()
+                        if self._server_gone:
+                            raise LXCError(self._server_gone, operation="exec", container=self._name)
+                        continue
                     if fd == pidfd:
                         sel.unregister(pidfd)
                         if self._tty is not None and self._tty in sel.get_map():
@@ -331,10 +315,16 @@ class ExecStream:
                             self._close_fd(fd)
                         continue
                     yield self._fds[fd], data
+            ended = True
         finally:
+            if not ended:
+                # Left before the end (a break, an error): our ends close below,
+                # so nothing could read it any more. Killed, as close() does,
+                # for a known end (137) rather than whatever a closed pipe does.
+                self._signal_kill()
             for left_fd in [k.fd for k in sel.get_map().values()]:
                 sel.unregister(left_fd)
-                if left_fd not in (self._tty, pidfd):
+                if left_fd not in (self._tty, pidfd, conn):
                     self._close_fd(left_fd)
             sel.close()
             if self._tty is not None:
@@ -343,27 +333,59 @@ class ExecStream:
             self._iterating = False
         self.wait()
 
-    def _kill(self) -> None:
-        if self._pidfd is not None:
+    def _signal_kill(self) -> None:
+        """SIGKILL the command unless its exit code has come. Raises nothing."""
+        if self._pidfd is not None and self._conn is not None:
             try:
                 signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            except OSError:
+                pass  # (it has just ended; or close() in another thread closed the pidfd)
+
+    def _kill(self) -> None:
+        self._signal_kill()
         self.wait()
+
+    def _receive(self) -> None:
+        """Take the exit code from the server (blocks until it has reaped the
+        process); then the connection closes. Raises nothing: see wait."""
+        from pylxcore.runtime.attach_client import receive_exit
+
+        with self._lock:
+            conn, self._conn = self._conn, None
+            if conn is None:
+                return  # (taken already)
+            gone = f"exec {self.argv!r} in container {self._name!r}:"
+            gone += " the attach server died; its exit code is unknown"
+            try:
+                code = receive_exit(conn, gone)
+            except LXCError:
+                self._server_gone = gone
+                # Nothing would ever reap or report it: end it rather than leave it running unseen.
+                if self._pidfd is not None:
+                    try:
+                        signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                code = None
+            finally:
+                conn.close()
+            if code is not None:
+                self.exit_code = code
 
     def wait(self) -> int:
         """Wait for the command (after the output is read); return its exit code.
         Raises InvalidState when liblxc lost the process because the container
-        stopped while attaching (its exit code cannot be known then)."""
+        stopped while attaching (its exit code cannot be known then), LXCError
+        when the attach server died meanwhile (the command is killed then)."""
+        self._receive()
+        if self._server_gone:
+            raise LXCError(self._server_gone, operation="exec", container=self._name)
         if self.exit_code is None:
-            self._reaper.done.wait()
-            if self._reaper.exit_code is None:
-                raise InvalidState(
-                    f"exec {self.argv!r} in container {self._name!r}: the container stopped while it started;"
-                    " its exit code is unknown",
-                    name=self._name,
-                    state="stopping",
-                    operation="exec in",
-                )
-            self.exit_code = self._reaper.exit_code
+            raise InvalidState(
+                f"exec {self.argv!r} in container {self._name!r}: the container stopped while it started;"
+                " its exit code is unknown",
+                name=self._name,
+                state="stopping",
+                operation="exec in",
+            )
         return self.exit_code

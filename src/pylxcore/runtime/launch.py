@@ -36,7 +36,13 @@ def run_program(args: Sequence[str]) -> tuple[int, bytes]:
     its end; (its exit code, its stderr). What it leaves running in the
     background (a supervisor, a zygote) has closed the descriptors it
     inherited. Raises OSError when it cannot be started."""
-    argv = [sys.executable, "-I", "-S", PROGRAM, *args]
+    return run_to_end([sys.executable, "-I", "-S", PROGRAM, *args])
+
+
+def run_to_end(argv: list[str]) -> tuple[int, bytes]:
+    """Run ``argv`` (a program that leaves a server in the background, with
+    the descriptors it inherited closed) to its end: (its exit code, its
+    stderr). Raises OSError when it cannot be started."""
     err_r, err_w = os.pipe()
     try:
         devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
