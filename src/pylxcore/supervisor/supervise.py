@@ -257,10 +257,13 @@ def supervise(ctrdir: str, spec: RunSpec, ready_fd: int) -> int:
     policy = PolicySpec.read(ctrdir)
     name = os.path.basename(ctrdir.rstrip("/"))
 
-    def event(action: str, **attributes: str) -> None:
+    def event(action: str, *, fresh: bool = False, **attributes: str) -> None:
+        # The container's name as policy.spec says (a rename rewrites it):
+        # read at the start and at each end of a run, and ``fresh`` for the
+        # events in between.
         if policy.events:
             ctr_id, image = policy.ctr_id, policy.image
-            now = _current_policy(ctrdir, policy).name or name
+            now = (_current_policy(ctrdir, policy) if fresh else policy).name or name
             append_event(policy.events, action, ctr_id=ctr_id, name=now, image=image, attributes=attributes)
 
     log = LogWriter(ctrdir, spec.log_max_size, spec.log_max_files)
@@ -318,7 +321,7 @@ def supervise(ctrdir: str, spec: RunSpec, ready_fd: int) -> int:
             def on_status(status: str) -> None:
                 state["health"] = status
                 write_state(state_path, state, durable=False)
-                event(f"health_status: {status}")
+                event(f"health_status: {status}", fresh=True)
 
             health = HealthCheck(ctrdir, policy, on_status)
         state.update(
@@ -352,8 +355,9 @@ def supervise(ctrdir: str, spec: RunSpec, ready_fd: int) -> int:
             for line in lxc_errors(lxc_log)[-5:]:
                 log.write(STDERR, f"[liblxc] {line}\n".encode())
         # The policy as it is now: ``update(restart=…)`` may have changed it
-        # while the container ran (docker's restart manager takes it at once).
-        policy.restart = _current_policy(ctrdir, policy).restart
+        # while the container ran (docker's restart manager takes it at once),
+        # and ``rename`` the name its events give.
+        policy = _current_policy(ctrdir, policy)
         again = should_restart(policy.restart, code, restarts, os.path.exists(mark))
         if att is not None and not again and att.early is None:
             # The end, and a caller came: from now on (before the state says
