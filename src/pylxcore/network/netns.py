@@ -33,7 +33,7 @@ import secrets
 import socket
 import threading
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import attrs
 
@@ -45,8 +45,6 @@ NETNS_ROOT = Path(_NETNS_ROOT)
 _CLONE_NEWNET = 0x40000000
 _MS_BIND, _MS_REC, _MS_SHARED, _MNT_DETACH = 0x1000, 0x4000, 1 << 20, 2
 _libc = ctypes.CDLL(None, use_errno=True)
-_shared = threading.Lock()  # (held while NETNS_ROOT is made a shared mount; once a process)
-_root_ready = False
 
 
 @attrs.frozen
@@ -86,25 +84,28 @@ def _is_mount_point(path: Path) -> bool:
         return any(line.split(" ")[4] == str(path) for line in fh)
 
 
+@contextlib.contextmanager
+def _root_locked() -> Iterator[None]:
+    """Hold the host-wide lock of NETNS_ROOT (its mount comes and goes: see
+    _prepare_root and forget_dir, in any process)."""
+    NETNS_ROOT.mkdir(mode=0o755, parents=True, exist_ok=True)
+    fd = os.open(f"{NETNS_ROOT}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def _prepare_root() -> None:
     """Make NETNS_ROOT a shared mount of its own, as ``ip netns`` does with
     /run/netns: a mount namespace copied from the host's while a namespace
     file is mounted (a container's, as liblxc sets it up) then sees it
-    unmounted too, instead of keeping the namespace alive."""
-    global _root_ready
-    with _shared:
-        if _root_ready:
-            return
-        NETNS_ROOT.mkdir(mode=0o755, parents=True, exist_ok=True)
-        fd = os.open(f"{NETNS_ROOT}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)  # (against another process doing the same)
-            if not _is_mount_point(NETNS_ROOT):
-                _mount(str(NETNS_ROOT), str(NETNS_ROOT), _MS_BIND | _MS_REC)
-            _mount(None, str(NETNS_ROOT), _MS_SHARED | _MS_REC)
-        finally:
-            os.close(fd)
-        _root_ready = True
+    unmounted too, instead of keeping the namespace alive. The caller holds
+    _root_locked (forget_dir undoes it once no store has a file there)."""
+    if not _is_mount_point(NETNS_ROOT):
+        _mount(str(NETNS_ROOT), str(NETNS_ROOT), _MS_BIND | _MS_REC)
+        _mount(None, str(NETNS_ROOT), _MS_SHARED | _MS_REC)
 
 
 def _new_namespace(path: Path) -> Socket:
@@ -138,9 +139,11 @@ def make(path: Path, nics: Sequence[NsNic]) -> None:
     left then)."""
     drop(path)
     try:
-        _prepare_root()
-        path.parent.mkdir(mode=0o700, exist_ok=True)
-        with _new_namespace(path) as inner, Socket() as host:
+        with _root_locked():  # (its file made before forget_dir could unmount the root)
+            _prepare_root()
+            path.parent.mkdir(mode=0o700, exist_ok=True)
+            inner = _new_namespace(path)
+        with inner, Socket() as host:
             inner.set_up(1)  # loopback: always ifindex 1 in a new namespace
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             try:
@@ -190,11 +193,15 @@ def drop(path: Path) -> bool:
 
 
 def forget_dir(root_id: str) -> None:
-    """Remove the (empty) dir of store ``root_id``'s namespace files; nothing
-    when it holds any. The caller holds the store's network lock, with no
-    network left, so that no start makes a file in it meanwhile."""
-    with contextlib.suppress(OSError):  # (not empty, or not there)
-        ns_dir(root_id).rmdir()
+    """Remove the (empty) dir of store ``root_id``'s namespace files, and
+    NETNS_ROOT's mount once no store has one; nothing while it holds any.
+    The caller holds the store's network lock, with no network left, so
+    that no start makes a file in it meanwhile. Raises nothing."""
+    with contextlib.suppress(OSError), _root_locked():
+        with contextlib.suppress(OSError):  # (not empty, or not there)
+            ns_dir(root_id).rmdir()
+        if not any(NETNS_ROOT.iterdir()) and _is_mount_point(NETNS_ROOT):
+            _libc.umount2(str(NETNS_ROOT).encode(), _MNT_DETACH)
 
 
 def names(root_id: str) -> list[str]:
