@@ -87,3 +87,17 @@ class Child:
             _, status = os.waitpid(self.pid, 0)
             self.code = os.waitstatus_to_exitcode(status)
         return self.code
+
+
+def detach(keep_fd: int) -> None:
+    """Leave the caller's session and terminal (for a server or supervisor
+    forked into the background): a Ctrl-C or hang-up there must not reach
+    it. Nothing inherited stays open but ``keep_fd`` (the pipe its starter
+    waits on), and stdin, stdout and stderr are /dev/null. Raises OSError."""
+    os.setsid()
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
+    os.closerange(3, keep_fd)
+    os.closerange(keep_fd + 1, 1 << 20)

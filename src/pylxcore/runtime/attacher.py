@@ -40,6 +40,7 @@ import socket
 import sys
 
 from pylxcore.errors import LXCError
+from pylxcore.procs import detach
 from pylxcore.runtime.liblxc import Handle, available
 
 READY = b"ok"
@@ -208,18 +209,6 @@ class _Server:
                     self.reap(key.fd, pid, conn)
 
 
-def _detach(keep_fd: int) -> None:
-    """Leave the starter's session; keep nothing it gave us but ``keep_fd``."""
-    os.setsid()
-    devnull = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(devnull, fd)
-    os.close(devnull)
-    os.closerange(3, keep_fd)
-    os.closerange(keep_fd + 1, 1 << 20)
-    os.chdir("/")
-
-
 def main(args: list[str]) -> int:
     """``NAME LXCPATH IDLE MOST``: fork into the background and serve the
     containers of ``LXCPATH`` at ``address(NAME)`` until idle for IDLE
@@ -238,7 +227,8 @@ def main(args: list[str]) -> int:
         os.write(2, (msg or b"error: the attach server died before it listened") + b"\n")
         return 1
     os.close(ready_r)
-    _detach(ready_w)
+    detach(ready_w)
+    os.chdir("/")
     try:
         why = available()  # (the bindings load once, here, not at the first exec)
         if why is not None:

@@ -25,7 +25,7 @@ import os
 import select
 import time
 
-from pylxcore.procs import process_start_time
+from pylxcore.procs import detach, process_start_time
 from pylxcore.supervisor.events import append_event
 from pylxcore.supervisor.health import HealthCheck
 from pylxcore.supervisor.logfile import STDERR, STDOUT, LogWriter
@@ -422,20 +422,6 @@ def _remove_dir(ctrdir: str) -> None:
     except OSError:
         shutil.rmtree(ctrdir, ignore_errors=True)
     shutil.rmtree(doomed, ignore_errors=True)
-
-
-def detach(keep_fd: int) -> None:
-    """Leave the caller's session and terminal: a Ctrl-C or hang-up there must
-    not reach a supervisor (or the container it runs; main() ignores those
-    signals too). Nothing inherited stays open but ``keep_fd`` (a zygote's
-    socket and its client's, the starter's files). Raises OSError."""
-    os.setsid()
-    devnull = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(devnull, fd)
-    os.close(devnull)
-    os.closerange(3, keep_fd)
-    os.closerange(keep_fd + 1, 1 << 20)
 
 
 def fork_supervisor(ctrdir: str) -> bytes:

@@ -26,8 +26,9 @@ import socket
 # Loaded here for the supervisors it forks to share (a supervisor that loads
 # it itself, for a container with a terminal or stdin, pays ~0.5 MB of its own).
 import pylxcore.supervisor.attachsock  # noqa: F401
+from pylxcore.procs import detach
 from pylxcore.supervisor.protocol import OK, QUIT, peer_credentials, zygote_address
-from pylxcore.supervisor.supervise import detach, fork_supervisor
+from pylxcore.supervisor.supervise import fork_supervisor
 
 ZYGOTE_IDLE = 10.0
 
