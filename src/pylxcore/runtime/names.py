@@ -27,7 +27,6 @@ take the same name.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 from pathlib import Path
 from typing import Iterator
@@ -140,27 +139,6 @@ def unpoint(store: Store, name: str, key: str) -> None:
             (store.root / INDEX_DIR / name).unlink()
 
 
-@contextlib.contextmanager
-def lock_if_free(store: Store, name: str) -> Iterator[bool]:
-    """Hold the lock of ``name`` (see module doc) if nobody does, without
-    waiting: yields whether it is held. For ``Engine.check``, which must not
-    wait on a create that waits on it."""
-    path = store.locks_dir / f"name-{name}.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            got = True
-        except BlockingIOError:
-            got = False
-        yield got
-        if got:
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()  # (we hold it: see Store.drop_lock)
-    finally:
-        os.close(fd)
-
-
 def entries(store: Store) -> dict[str, str]:
     """Every index entry: name to key (stale ones too; temporary ones not)."""
     d = store.root / INDEX_DIR
@@ -175,6 +153,6 @@ def entries(store: Store) -> dict[str, str]:
 
 
 __all__ = [
-    "claim", "entries", "find", "index_dir", "indexed", "lock_if_free", "new_key", "point", "record_of",
+    "claim", "entries", "find", "index_dir", "indexed", "new_key", "point", "record_of",
     "unpoint",
 ]

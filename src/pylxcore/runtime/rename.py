@@ -122,7 +122,7 @@ def repair_names(store: Store, fix: Callable[[str], None], *, repair: bool) -> N
     # Each under its name's lock, if free (read again under it): a create or
     # rename that holds it is under way, and its entry not stale (nor missing) yet.
     for name, key in sorted(names.entries(store).items()):
-        with names.lock_if_free(store, name) as free:
+        with store.lock_if_free(f"name-{name}") as free:
             rec = read(key) if free else None
             if free and (rec is None or rec.name != name) and names.indexed(store, name) == key:
                 fix(f"removed stale name index entry {name} -> {key}")
@@ -133,7 +133,7 @@ def repair_names(store: Store, fix: Callable[[str], None], *, repair: bool) -> N
         if rec is None:
             continue
         if d.name != rec.name and names.indexed(store, rec.name) != d.name:
-            with names.lock_if_free(store, rec.name) as free:
+            with store.lock_if_free(f"name-{rec.name}") as free:
                 now = read(d.name) if free else None
                 if now is not None and now.name == rec.name and names.indexed(store, rec.name) != d.name:
                     fix(f"restored name index entry {rec.name} -> {d.name}")

@@ -259,6 +259,26 @@ class Store:
         finally:
             os.close(fd)
 
+    @contextlib.contextmanager
+    def lock_if_free(self, name: str) -> Iterator[bool]:
+        """Hold the flock ``locks/<name>.lock`` if nobody does, without
+        waiting; yields whether it is held (for whoever must not wait on a
+        holder that may wait on it). When held, the file goes at the end."""
+        path = self.locks_dir / f"{name}.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                # A file its holder deleted (drop_lock) locks nothing: not held.
+                got = _still_at(fd, path)
+            except BlockingIOError:
+                got = False
+            yield got
+            if got:
+                self.drop_lock(name)
+        finally:
+            os.close(fd)
+
     def drop_lock(self, name: str) -> None:
         """Delete the file of lock ``name``; only its holder may (see lock())."""
         with contextlib.suppress(FileNotFoundError):
