@@ -425,7 +425,7 @@ class NetworkCollection:
                 self._up(recs[name])
             self._apply(recs)
             # (by its key: its dir, its config and its place in the records; see ContainerRecord)
-            key = str(meta.get("key") or meta["name"])
+            key = str(meta["key"])
             config = self._store.containers_dir / key / "config"
             endpoint.make_namespace(self._store.root_id, key, config, meta["networks"], recs)
 
@@ -437,7 +437,7 @@ class NetworkCollection:
         the supervisor starts the container again in the same namespace.
         Raises LXCError."""
         if meta.get("networks") and str(meta.get("restart") or "no") == "no":
-            netns.drop(netns.ns_path(self._store.root_id, str(meta.get("key") or meta["name"])))
+            netns.drop(netns.ns_path(self._store.root_id, str(meta["key"])))
 
     def _reconfigure(
         self, container: str, change: Callable[[dict[str, NetworkRecord], dict[str, Any]], None]
