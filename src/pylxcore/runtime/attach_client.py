@@ -19,10 +19,13 @@ from pylxcore.runtime.launch import run_to_end
 
 # How long an attach server with nothing to do waits for a request, in seconds.
 IDLE = 10.0
-# liblxc's attach leaks ~120 KB of the attaching process's heap each time
-# (python3-lxc 5 with liblxc 5.0.2, measured): after this many, a server
+# liblxc 5.0.2's attach leaves a descriptor open in the attaching process
+# each time (a pidfd of the container's init; measured: one per attach, with
+# one container object or a new one each time): after this many, a server
 # stops listening (the next exec starts a fresh one, ~50 ms) and exits once
-# its execs end, so it never holds more than ~25 MB.
+# its execs end, far below any usual limit on open files. (The ~120 KB of
+# heap each attach seemed to leak was python3-lxc's reference cycle: see
+# liblxc.Handle._container.)
 MOST = 128
 
 _BOOT = (

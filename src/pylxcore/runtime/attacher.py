@@ -15,7 +15,7 @@ the library's interpreter), named after its store root and this code (so a
 changed library never talks to a server that runs older code). It listens
 on an abstract SOCK_SEQPACKET socket, serves only its own uid and only
 containers of its own store, and exits once idle for the given seconds, after
-a given number of attaches (liblxc's attach leaks memory: see
+a given number of attaches (liblxc's attach leaks a descriptor: see
 attach_client.MOST) or when asked to (by Engine.close()), each time after the
 execs it runs have ended.
 

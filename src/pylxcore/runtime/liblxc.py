@@ -147,6 +147,12 @@ class Handle:
                 self._c = _module().Container(self.name, self.lxcpath)
             except RuntimeError as err:  # e.g. its config vanished: removed meanwhile
                 raise self._fail("load", str(err)) from err
+            # python3-lxc's Container holds itself through ``.network`` (a
+            # ContainerNetworkList): a reference cycle, so the object and
+            # liblxc's parsed config behind it (~25-120 KB) stayed until the
+            # cycle collector ran, which a process making few Python objects
+            # (the attach server) seldom does. We never use ``.network``.
+            self._c.network = None
         return self._c
 
     def _fail(self, operation: str, detail: str = "") -> LXCError:
