@@ -289,6 +289,7 @@ def supervise(ctrdir: str, spec: RunSpec, ready_fd: int) -> int:
     backoff = Backoff()
     restarts = 0
     code = 0
+    final = False  # (whether the state file holds the end for good, durably)
     while True:
         run = _launch(spec, lxc_log)
         if isinstance(run, str) and ready_fd >= 0:
@@ -370,8 +371,10 @@ def supervise(ctrdir: str, spec: RunSpec, ready_fd: int) -> int:
             oom_killed=oom_killed,
         )
         # The state before the events: whoever reads it on "die" finds the end.
-        # (Durably at the very end, below.)
-        write_state(state_path, state, durable=False)
+        # The end for good is written durably, once (stop() waits for this
+        # process: a second copy of it would lengthen every stop).
+        final = not again and not spec.auto_remove
+        write_state(state_path, state, durable=final)
         if oom_killed:
             event("oom")
         event("die", exitCode=str(code))
@@ -383,6 +386,7 @@ def supervise(ctrdir: str, spec: RunSpec, ready_fd: int) -> int:
             break
         if not _pause(mark, backoff.next(time.monotonic() - began)):
             state["status"] = "exited"
+            final = False  # (this end is not written yet)
             break
         restarts += 1
     if att is not None:
@@ -397,7 +401,7 @@ def supervise(ctrdir: str, spec: RunSpec, ready_fd: int) -> int:
     if spec.auto_remove:
         _remove_dir(ctrdir)
         event("destroy")
-    else:
+    elif not final:
         write_state(state_path, state)
     return 0
 
