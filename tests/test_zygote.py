@@ -107,6 +107,29 @@ def test_waited_runs_have_the_zygote_fork_their_supervisor_too(engine: Engine, b
     assert len(zygotes(engine)) == 1
 
 
+def test_the_zygote_leaves_no_zombie_after_a_start(engine: Engine, busybox: str) -> None:
+    # Each start's relay child used to stay a zombie ("[python] <defunct>" in
+    # ps) until the next request, or until the idle zygote exited.
+    for _ in range(2):
+        engine.containers.run(busybox, SLEEPER, detach=True)
+    [zygote] = zygotes(engine)
+
+    def zombie_children() -> list[str]:
+        found = []
+        for entry in os.listdir("/proc"):
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            fields = stat[stat.rfind(")") + 2 :].split()
+            if fields[1] == str(zygote) and fields[0] == "Z":
+                found.append(entry)
+        return found
+
+    until(lambda: zombie_children() == [], timeout=ZYGOTE_IDLE / 2, what="the zygote to reap its relays")
+    assert zygotes(engine) == [zygote]  # (reaped while it still serves)
+
+
 def test_containers_outlive_their_zygote_killed_or_closed(engine: Engine, busybox: str) -> None:
     first = engine.containers.run(busybox, SLEEPER, detach=True)
     [zygote] = zygotes(engine)

@@ -1,5 +1,6 @@
 """Host processes, cheaply: a pid's start time (which tells a live process from a
-reused pid) and a child started without subprocess.
+reused pid), a child started without subprocess, and a server forked into
+the background.
 
 Standard library only, and small: the supervisor imports it (see
 pylxcore.supervisor), and so do the store and the runtime. Importing
@@ -8,7 +9,15 @@ subprocess would cost ~10 ms, which a supervisor pays at every start.
 
 from __future__ import annotations
 
+import errno
 import os
+
+TYPE_CHECKING = False  # (typing itself would cost a fresh supervisor ~10 ms)
+if TYPE_CHECKING:
+    import socket
+    from typing import Callable
+
+_READY = b"ok"  # (a background server's first word to its starter: it listens)
 
 
 def read_stat(pid: int) -> tuple[bytes, list[bytes]] | None:
@@ -101,3 +110,54 @@ def detach(keep_fd: int) -> None:
     os.close(devnull)
     os.closerange(3, keep_fd)
     os.closerange(keep_fd + 1, 1 << 20)
+
+
+class CannotServe(Exception):
+    """Raised by a background server's ``listen`` (see serve_in_background):
+    why it cannot serve, for its starter to print."""
+
+
+def serve_in_background(
+    what: str,
+    name: str,
+    listen: Callable[[], socket.socket],
+    serve: Callable[[socket.socket], object],
+) -> int:
+    """Fork the server ``what`` (called ``name``) into the background (see
+    detach) and wait for its first word. The server calls ``listen()``, then
+    ``serve`` with its listener, and ends with os._exit when that returns.
+    In the starter: 0 once the server listens, or when another process holds
+    its address already (``listen`` raised EADDRINUSE: that one serves);
+    else 1, with the reason (CannotServe, another OSError) on stderr. Raises
+    OSError when it cannot fork."""
+    ready_r, ready_w = os.pipe()
+    if os.fork() > 0:
+        os.close(ready_w)
+        try:
+            word = os.read(ready_r, 4096)
+        finally:
+            os.close(ready_r)
+        if word == _READY:
+            return 0
+        os.write(2, (word or f"error: the {what} died before it listened".encode()) + b"\n")
+        return 1
+    try:
+        os.close(ready_r)
+        detach(ready_w)
+        os.chdir("/")
+        try:
+            listener = listen()
+        except CannotServe as err:
+            os.write(ready_w, f"error: {err}".encode())
+            os._exit(1)
+        except OSError as err:
+            if err.errno == errno.EADDRINUSE:
+                os.write(ready_w, _READY)  # another server serves this address
+                os._exit(0)
+            os.write(ready_w, f"error: the {what} cannot listen as {name}: {err}".encode())
+            os._exit(1)
+        os.write(ready_w, _READY)
+        os.close(ready_w)
+        serve(listener)
+    finally:
+        os._exit(0)

@@ -31,7 +31,6 @@ stop listening and answers ``{"ok": true}``.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import selectors
@@ -40,10 +39,9 @@ import socket
 import sys
 
 from pylxcore.errors import LXCError
-from pylxcore.procs import detach
+from pylxcore.procs import CannotServe, serve_in_background
 from pylxcore.runtime.liblxc import Handle, available
 
-READY = b"ok"
 _REQUEST_MAX = 1 << 20  # a request's JSON (the command line and its environment)
 
 
@@ -209,6 +207,27 @@ class _Server:
                     self.reap(key.fd, pid, conn)
 
 
+def _listen(name: str) -> socket.socket:
+    why = available()  # (the bindings load once, here, not at the first exec)
+    if why is not None:
+        raise CannotServe(why)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+    listener.bind(address(name))
+    listener.listen(128)
+    return listener
+
+
+def _serve(listener: socket.socket, lxcpath: str, idle: float, most: int) -> None:
+    # What it attaches starts with the signals' defaults, as under `docker
+    # exec`: Python ignores SIGPIPE and SIGXFSZ, and an ignored signal stays
+    # ignored across exec (a `yes | head -1` would end in "Broken pipe").
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+    # Its umask too is theirs: Docker's, not that of whichever caller started the server.
+    os.umask(0o022)
+    _Server(listener, lxcpath, most).serve(idle)
+
+
 def main(args: list[str]) -> int:
     """``NAME LXCPATH IDLE MOST``: fork into the background and serve the
     containers of ``LXCPATH`` at ``address(NAME)`` until idle for IDLE
@@ -218,43 +237,6 @@ def main(args: list[str]) -> int:
     reason on stderr. Raises OSError when it cannot fork (the server itself
     ends with os._exit)."""
     name, lxcpath, idle, most = args[0], args[1], float(args[2]), int(args[3])
-    ready_r, ready_w = os.pipe()
-    if os.fork() > 0:
-        os.close(ready_w)
-        msg = os.read(ready_r, 4096)
-        if msg == READY:
-            return 0
-        os.write(2, (msg or b"error: the attach server died before it listened") + b"\n")
-        return 1
-    os.close(ready_r)
-    detach(ready_w)
-    os.chdir("/")
-    try:
-        why = available()  # (the bindings load once, here, not at the first exec)
-        if why is not None:
-            raise LXCError(why)
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
-        listener.bind(address(name))
-        listener.listen(128)
-    except LXCError as err:
-        os.write(ready_w, f"error: {err}".encode())
-        os._exit(1)
-    except OSError as err:
-        if err.errno == errno.EADDRINUSE:
-            os.write(ready_w, READY)  # another server serves this root
-            os._exit(0)
-        os.write(ready_w, f"error: the attach server cannot listen as {name}: {err}".encode())
-        os._exit(1)
-    # What it attaches starts with the signals' defaults, as under `docker
-    # exec`: Python ignores SIGPIPE and SIGXFSZ, and an ignored signal stays
-    # ignored across exec (a `yes | head -1` would end in "Broken pipe").
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
-    # Its umask too is theirs: Docker's, not that of whichever caller started the server.
-    os.umask(0o022)
-    os.write(ready_w, READY)
-    os.close(ready_w)
-    try:
-        _Server(listener, lxcpath, most).serve(idle)
-    finally:
-        os._exit(0)
+    return serve_in_background(
+        "attach server", name, lambda: _listen(name), lambda listener: _serve(listener, lxcpath, idle, most)
+    )

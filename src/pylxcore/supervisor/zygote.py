@@ -18,16 +18,16 @@ at any time without harm to them.
 
 from __future__ import annotations
 
-import errno
 import gc
 import os
+import select
 import socket
 
 # Loaded here for the supervisors it forks to share (a supervisor that loads
 # it itself, for a container with a terminal or stdin, pays ~0.5 MB of its own).
 import pylxcore.supervisor.attachsock  # noqa: F401
-from pylxcore.procs import detach
-from pylxcore.supervisor.protocol import OK, QUIT, peer_credentials, zygote_address
+from pylxcore.procs import serve_in_background
+from pylxcore.supervisor.protocol import QUIT, peer_credentials, zygote_address
 from pylxcore.supervisor.supervise import fork_supervisor
 
 ZYGOTE_IDLE = 10.0
@@ -48,20 +48,21 @@ def _read_request(conn: socket.socket) -> bytes:
     return data[:-1] if data.endswith(b"\n") else b""
 
 
-def _serve(conn: socket.socket, containers_dir: str, listener: socket.socket) -> bool:
-    """Answer one request on ``conn`` (and close it); False when it was the request to quit."""
+def _serve(conn: socket.socket, containers_dir: str, listener: socket.socket) -> tuple[bool, int | None]:
+    """Answer one request on ``conn`` (and close it): (False for the request
+    to quit, the pid of the child that relays the supervisor's answer)."""
     with conn:
         try:
             if peer_credentials(conn)[1] != os.geteuid():
-                return True
+                return True, None
             request = _read_request(conn)
             if request == QUIT:
-                return False
+                return False, None
             ctrdir = os.fsdecode(request)
             parent = os.path.dirname(ctrdir.rstrip("/"))
             if not ctrdir or parent != containers_dir or "/." in ctrdir[len(parent) :]:
                 conn.sendall(b"error: not a container of this store")
-                return True
+                return True, None
             pid = os.fork()
             if pid == 0:
                 # This child relays the supervisor's answer, then exits. It
@@ -81,64 +82,44 @@ def _serve(conn: socket.socket, containers_dir: str, listener: socket.socket) ->
                         pass
                     code = 1
                 os._exit(code)
+            return True, pid
         except OSError:
             pass
-        return True
+        return True, None
 
 
-def _reap() -> None:
-    """Reap the children that relayed their supervisor's answer."""
-    while True:
-        try:
-            if os.waitpid(-1, os.WNOHANG)[0] == 0:
-                return
-        except ChildProcessError:
-            return
-
-
-def zygote(name: str, containers_dir: str) -> int:
-    """``--zygote NAME CONTAINERS_DIR``: fork into the background and serve
-    the containers of ``containers_dir`` at ``zygote_address(name)``; exit 0
-    once it listens (or when another process holds that address already),
-    else 1 with the reason on stderr. Raises OSError when it cannot fork (the
-    zygote itself ends with os._exit)."""
-    ready_r, ready_w = os.pipe()
-    if os.fork() > 0:
-        os.close(ready_w)
-        msg = os.read(ready_r, 4096)
-        if msg == OK:
-            return 0
-        os.write(2, (msg or b"error: the zygote died before it listened") + b"\n")
-        return 1
-    os.close(ready_r)
-    detach(ready_w)
-    os.chdir("/")
-    try:
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        listener.bind(zygote_address(name))
-        listener.listen(128)
-    except OSError as err:
-        if err.errno == errno.EADDRINUSE:
-            os.write(ready_w, OK)  # another zygote serves this root
-            os._exit(0)
-        os.write(ready_w, f"error: the zygote cannot listen as {name}: {err}".encode())
-        os._exit(1)
-    os.write(ready_w, OK)
-    os.close(ready_w)
+def _serve_all(listener: socket.socket, containers_dir: str) -> None:
+    """Serve until asked to quit or idle for ZYGOTE_IDLE seconds, reaping each
+    relay as it exits (by its pidfd: none lingers as a zombie in ``ps``)."""
     gc.collect()
     gc.freeze()  # the supervisors it forks then leave these objects' pages shared
-    listener.settimeout(ZYGOTE_IDLE)
+    poller = select.poll()
+    poller.register(listener, select.POLLIN)
+    relays: dict[int, int] = {}  # pidfd -> pid
     serving = True
     while serving:
-        try:
-            conn, _ = listener.accept()
-        except OSError:  # idle for ZYGOTE_IDLE seconds (TimeoutError), or out of descriptors
-            break
-        serving = _serve(conn, containers_dir, listener)
-        _reap()
+        events = poller.poll(None if relays else int(ZYGOTE_IDLE * 1000))
+        if not events:
+            break  # idle
+        for fd, _ in events:
+            if fd in relays:
+                poller.unregister(fd)
+                os.close(fd)
+                os.waitpid(relays.pop(fd), 0)
+                continue
+            try:
+                conn, _ = listener.accept()
+            except OSError:  # (out of descriptors, say)
+                serving = False
+                break
+            serving, relay = _serve(conn, containers_dir, listener)
+            if relay is not None:
+                relay_fd = os.pidfd_open(relay)
+                relays[relay_fd] = relay
+                poller.register(relay_fd, select.POLLIN)
     # Answer the requests already queued, then stop. A client that connects
     # after the last of them is refused (reset) before anything was read:
-    # it starts another zygote.
+    # it starts another zygote. (The relays still running are init's to reap.)
     listener.setblocking(False)
     while True:
         try:
@@ -148,4 +129,21 @@ def zygote(name: str, containers_dir: str) -> int:
         conn.setblocking(True)
         _serve(conn, containers_dir, listener)
     listener.close()
-    os._exit(0)
+
+
+def _listen(name: str) -> socket.socket:
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(zygote_address(name))
+    listener.listen(128)
+    return listener
+
+
+def zygote(name: str, containers_dir: str) -> int:
+    """``--zygote NAME CONTAINERS_DIR``: fork into the background and serve
+    the containers of ``containers_dir`` at ``zygote_address(name)``; exit 0
+    once it listens (or when another process holds that address already),
+    else 1 with the reason on stderr. Raises OSError when it cannot fork (the
+    zygote itself ends with os._exit)."""
+    return serve_in_background(
+        "zygote", name, lambda: _listen(name), lambda listener: _serve_all(listener, containers_dir)
+    )
