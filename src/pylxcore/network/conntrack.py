@@ -22,7 +22,8 @@ import socket
 from typing import Callable, Iterable
 
 from pylxcore.errors import LXCError
-from pylxcore.network.nfnetlink import ACK, DUMP, REQUEST, Socket, attrs
+from pylxcore.network.netlink import ACK, DUMP, REQUEST, attrs
+from pylxcore.network.nfnetlink import Socket
 
 _CT_GET, _CT_DELETE = (1 << 8) | 1, (1 << 8) | 2  # NFNL_SUBSYS_CTNETLINK << 8 | IPCTNL_MSG_CT_*
 _ORIG, _REPLY = 1, 2  # CTA_TUPLE_ORIG, CTA_TUPLE_REPLY

@@ -33,7 +33,7 @@ import subprocess
 from typing import Any, Iterable
 
 from pylxcore.errors import LXCError
-from pylxcore.network import nfnetlink
+from pylxcore.network import netlink, nfnetlink
 from pylxcore.network.records import NetworkRecord
 
 BRIDGE_WILDCARD = '"pxb*"'  # every pylxcore bridge, of any root
@@ -166,8 +166,8 @@ def _loaded() -> dict[str, bytes] | None:
         return None
     try:
         out = {}
-        for payload in nl.request(_GETTABLE, nfnetlink.REQUEST | nfnetlink.DUMP, b""):
-            fields = {kind: value for kind, value, _ in nfnetlink.attrs(payload)}
+        for payload in nl.request(_GETTABLE, netlink.REQUEST | netlink.DUMP, b""):
+            fields = {kind: value for kind, value, _ in netlink.attrs(payload)}
             out[fields.get(_TABLE_NAME, b"").rstrip(b"\0").decode(errors="replace")] = fields.get(
                 _TABLE_USERDATA, b""
             )

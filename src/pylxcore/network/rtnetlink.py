@@ -10,72 +10,45 @@ veth peer …``, ``ip addr add`` and ``ip route add default via …``.
 from __future__ import annotations
 
 import errno
-import os
 import socket
 import struct
 
+from pylxcore.network import netlink
+from pylxcore.network.netlink import attr
+
 NETLINK_ROUTE = 0
-REQUEST, ACK, EXCL, CREATE = 0x1, 0x4, 0x200, 0x400  # NLM_F_*
-_ERROR = 2
+EXCL, CREATE = 0x200, 0x400  # NLM_F_*
 RTM_NEWLINK, RTM_DELLINK, RTM_NEWADDR, RTM_NEWROUTE = 16, 17, 20, 24
 IFF_UP = 0x1
 _IFLA_ADDRESS, _IFLA_IFNAME, _IFLA_MASTER, _IFLA_LINKINFO, _IFLA_NET_NS_FD = 1, 3, 10, 18, 28
 _INFO_KIND, _INFO_DATA, _VETH_INFO_PEER = 1, 2, 1
 _IFA_ADDRESS, _IFA_LOCAL = 1, 2
 _RTA_GATEWAY, _RTA_OIF = 5, 4
-_HDR = struct.Struct("=LHHLL")  # nlmsghdr
 _IFINFO = struct.Struct("=BxHiII")  # ifinfomsg: family, type, index, flags, change
 _IFADDR = struct.Struct("=BBBBI")  # ifaddrmsg: family, prefixlen, flags, scope, index
 # rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags
 _RTMSG = struct.Struct("=BBBBBBBBI")
 
 
-def attr(kind: int, payload: bytes) -> bytes:
-    """One netlink attribute, padded to 4 bytes."""
-    data = struct.pack("=HH", 4 + len(payload), kind) + payload
-    return data + b"\0" * (-len(data) % 4)
-
-
 def _name(name: str) -> bytes:
     return name.encode() + b"\0"
 
 
-class Socket:
+class Socket(netlink.Socket):
     """A routing netlink socket in the network namespace of the thread that
     made it (it stays there). Raises OSError."""
 
     def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE)
-        self.sock.bind((0, 0))
-        self.seq = 0
-
-    def close(self) -> None:
-        self.sock.close()
+        super().__init__(NETLINK_ROUTE)
 
     def __enter__(self) -> Socket:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def call(self, kind: int, flags: int, body: bytes) -> None:
         """Send one request and wait for its acknowledgement. Raises OSError
         with the errno the kernel answered."""
-        self.seq += 1
-        self.sock.send(_HDR.pack(_HDR.size + len(body), kind, flags | REQUEST | ACK, self.seq, 0) + body)
-        while True:
-            data = self.sock.recv(65536)
-            off = 0
-            while off + _HDR.size <= len(data):
-                length, mtype, _, seq, _ = _HDR.unpack_from(data, off)
-                if length < _HDR.size:
-                    break
-                if seq == self.seq and mtype == _ERROR:
-                    (code,) = struct.unpack_from("=i", data, off + _HDR.size)
-                    if code:
-                        raise OSError(-code, os.strerror(-code))
-                    return
-                off += (length + 3) & ~3
+        for _ in self.request(kind, flags | netlink.REQUEST | netlink.ACK, body):
+            pass
 
     def add_veth(
         self, name: str, master: int, mac: bytes, peer: str, peer_index: int, peer_ns_fd: int
