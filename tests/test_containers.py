@@ -26,6 +26,7 @@ import pytest
 from pylxcore import Engine, Limits, Mount
 from pylxcore.errors import (
     Conflict,
+    ContainerError,
     ContainerNotFound,
     InvalidState,
     LXCError,
@@ -407,6 +408,20 @@ def test_create_start_and_run_results(engine: Engine, busybox: str) -> None:
     with pytest.raises(TimeoutExpired):
         engine.containers.run(busybox, SLEEPER, timeout=0.5, remove=True)
     assert os.listdir(engine.store.containers_dir) == []
+
+
+def test_a_built_image_object_runs_as_docker_py_runs_an_image(engine: Engine, busybox: str) -> None:
+    # docker-py: client.containers.run(client.images.build(...)[0], ...) names the image by its id.
+    built = engine.images.get(busybox)
+    assert engine.containers.run(built, ["cat", "/data/base"], remove=True).stdout == b"base\n"
+    c = engine.containers.create(built, ["false"], name="by-object")
+    assert (c.image, c.image_id) == (built.id, built.id)
+    with pytest.raises(ContainerError) as err:
+        engine.containers.run(built, ["false"], check=True, remove=True)
+    assert err.value.image == built.id
+    with pytest.raises(TypeError, match="not int"):
+        engine.containers.run(42, ["true"])  # type: ignore[arg-type]
+    assert [x.name for x in engine.containers.list(all=True)] == ["by-object"]
 
 
 def test_a_program_that_is_not_there_is_named_before_anything_starts(

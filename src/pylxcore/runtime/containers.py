@@ -23,6 +23,7 @@ from pylxcore.errors import (
     StorageError,
     TimeoutExpired,
 )
+from pylxcore.images import BuiltImage
 from pylxcore.notebook import ContainerList
 from pylxcore.runtime import liblxc, names
 from pylxcore.runtime.cgroups import cgroup_name, remove_cgroups
@@ -188,7 +189,7 @@ class ContainerCollection:
 
     def create(
         self,
-        image: str,
+        image: str | BuiltImage,
         command: Command = None,
         *,
         entrypoint: Command = None,
@@ -274,6 +275,8 @@ class ContainerCollection:
         cannot enforce), NetworkNotFound, LXCError (userns=True on a host with no subordinate
         ids for root; the host refused a network's link or rule).
         """
+        if isinstance(image, BuiltImage):  # (as docker-py takes an Image: by its id)
+            image = image.id
         record = self._engine.images.record(image)
         if any(getattr(m, "volume", None) for m in mounts):
             # Each volume's data dir; one made now gets the image's files there, as docker's.
@@ -362,7 +365,7 @@ class ContainerCollection:
 
     def run(
         self,
-        image: str,
+        image: str | BuiltImage,
         command: Command = None,
         *,
         entrypoint: Command = None,
@@ -488,7 +491,7 @@ class ContainerCollection:
                 container=c.name,
                 exit_status=result.exit_code,
                 command=command,
-                image=image,
+                image=c.image,
                 stdout=result.stdout,
                 stderr=result.stderr,
             )
