@@ -62,6 +62,22 @@ def test_exec_has_sigpipe_and_sigxfsz_at_their_defaults(engine: Engine, busybox:
     assert signal.getsignal(signal.SIGPIPE) == signal.SIG_IGN
 
 
+def test_the_servers_name_covers_every_module_it_runs() -> None:
+    # The server is named after a hash of its sources: a module it imports
+    # but the hash leaves out could change under a server that keeps running.
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import pylxcore.runtime.attacher;"
+        " print(' '.join(m.__file__ for n, m in sys.modules.items() if n.startswith('pylxcore')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-I", "-c", code, attach_client._LIBRARY], capture_output=True, text=True, check=True
+    ).stdout.split()
+    package = os.path.join(attach_client._LIBRARY, "pylxcore")
+    imported = {os.path.relpath(path, package) for path in out}
+    hashed = set(attach_client._SOURCES)
+    assert imported <= hashed, sorted(imported - hashed)
+
+
 def _anon_kb(pid: int) -> int:
     with open(f"/proc/{pid}/status") as fh:
         return int(next(line.split()[1] for line in fh if line.startswith("RssAnon:")))

@@ -33,6 +33,16 @@ _BOOT = (
     " sys.exit(main(sys.argv[2:]))"
 )
 _LIBRARY = str(Path(pylxcore.__file__).resolve().parent.parent)  # (the directory holding pylxcore)
+# What the server imports of the library (and this client, the protocol's other end).
+_SOURCES = (
+    "__init__.py",
+    "errors.py",
+    "procs.py",
+    "runtime/__init__.py",
+    "runtime/attacher.py",
+    "runtime/liblxc.py",
+    "runtime/attach_client.py",
+)
 
 
 @functools.cache
@@ -44,15 +54,7 @@ def _code_tag() -> bytes:
 
     digest = hashlib.sha256(f"{sys.executable}\0{sys.version}\0{_LIBRARY}\0".encode())
     package = Path(_LIBRARY) / "pylxcore"
-    sources = (
-        "__init__.py",
-        "errors.py",
-        "runtime/__init__.py",
-        "runtime/attacher.py",
-        "runtime/liblxc.py",
-        "runtime/attach_client.py",
-    )
-    for rel in sources:
+    for rel in _SOURCES:
         digest.update((package / rel).read_bytes())
     return digest.digest()
 
