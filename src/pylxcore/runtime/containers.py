@@ -23,7 +23,6 @@ from pylxcore.errors import (
     StorageError,
     TimeoutExpired,
 )
-from pylxcore.images import BuiltImage
 from pylxcore.notebook import ContainerList
 from pylxcore.runtime import liblxc, names
 from pylxcore.runtime.cgroups import cgroup_name, remove_cgroups
@@ -44,6 +43,7 @@ from pylxcore.supervisor.policy import STOP_MARK
 
 if TYPE_CHECKING:
     from pylxcore.engine import Engine
+    from pylxcore.images import BuiltImage
     from pylxcore.network.attachment import Attachment
 
 
@@ -275,6 +275,8 @@ class ContainerCollection:
         cannot enforce), NetworkNotFound, LXCError (userns=True on a host with no subordinate
         ids for root; the host refused a network's link or rule).
         """
+        from pylxcore.images import BuiltImage  # (deferred, as Engine.images loads it: see there)
+
         if isinstance(image, BuiltImage):  # (as docker-py takes an Image: by its id)
             image = image.id
         record = self._engine.images.record(image)
