@@ -86,7 +86,7 @@ def _anon_kb(pid: int) -> int:
 def test_the_servers_heap_does_not_grow_with_its_execs(engine: Engine, busybox: str) -> None:
     # python3-lxc's Container holds itself (.network): each exec's container
     # object and liblxc's config behind it (~120 KB) stayed until the cycle
-    # collector ran, which the server seldom does (+7 MB over 60 execs).
+    # collector ran, which the server seldom does (+4.8 MB over 50 execs).
     c = engine.containers.run(busybox, ["sleep", "3600"], detach=True)
     for _ in range(5):
         c.exec(["true"])
