@@ -410,6 +410,25 @@ def test_create_start_and_run_results(engine: Engine, busybox: str) -> None:
     assert os.listdir(engine.store.containers_dir) == []
 
 
+def test_remove_while_an_auto_removed_container_removes_itself(engine: Engine, busybox: str) -> None:
+    # Once "exited" is written, remove() waits for the supervisor to exit,
+    # which deletes the dir meanwhile: the rename then raised FileNotFoundError.
+    def ended(c: Container) -> bool:
+        try:
+            return c.status() == "exited"
+        except ContainerNotFound:
+            return True
+
+    for _ in range(10):
+        c = engine.containers.run(busybox, ["true"], detach=True, remove=True)
+        until(lambda c=c: ended(c), what="its end")
+        try:
+            c.remove(force=True)
+        except ContainerNotFound:
+            pass  # (it was gone before remove() looked)
+    assert os.listdir(engine.store.containers_dir) == []
+
+
 def test_a_built_image_object_runs_as_docker_py_runs_an_image(engine: Engine, busybox: str) -> None:
     # docker-py: client.containers.run(client.images.build(...)[0], ...) names the image by its id.
     built = engine.images.get(busybox)

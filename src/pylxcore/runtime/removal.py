@@ -77,7 +77,12 @@ def delete(
             names.unpoint(collection._store, c_meta.name, key)
         # Rename first: readers see the container or nothing, never half of it.
         doomed = collection._store.staging_dir("rm-ctr")
-        os.rename(d, doomed / key)
+        try:
+            os.rename(d, doomed / key)
+        except FileNotFoundError:
+            # Its supervisor (remove=True) removed it while we waited for it
+            # to exit, and says "destroy" itself.
+            c_meta = None
         rmtree(doomed)
         collection._store.drop_lock(f"ctr-{key}")  # we hold it: see Store.lock
         if c_meta is not None:
