@@ -132,13 +132,17 @@ def run(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, capture_output=True, text=True, check=False, **kw)  # type: ignore[call-overload]
 
 
-def until(predicate: Callable[[], object], timeout: float = 30, what: str = "condition") -> object:
-    """Poll ``predicate`` until it is truthy; fail (not hang) after ``timeout`` s."""
+def until(
+    predicate: Callable[[], object], timeout: float = 30, what: str | Callable[[], str] = "condition"
+) -> object:
+    """Poll ``predicate`` until it is truthy; fail (not hang) after ``timeout``
+    s, saying ``what`` was awaited (a callable: asked only then, so it can
+    describe what was seen)."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+            pytest.fail(f"timed out after {timeout}s waiting for {what() if callable(what) else what}")
         time.sleep(0.02)

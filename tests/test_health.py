@@ -94,7 +94,22 @@ def test_a_supervisor_checking_health_and_restarting_stays_small(engine: Engine,
     check = Healthcheck("test -e /etc/passwd", interval=0.1)
     c = engine.containers.run(busybox, ["sh", "-c", "sleep 1; exit 1"], detach=True, restart="always",
                               healthcheck=check)  # fmt: skip
-    until(lambda: c.reload().restart_count >= 1 and c.health == "healthy", timeout=30, what="restarted")
+    seen: list[tuple[str, int, str | None]] = []
+
+    def restarted_and_healthy() -> bool:
+        c.reload()
+        now = (c.state.value, c.restart_count, c.health)
+        if not seen or seen[-1] != now:
+            seen.append(now)
+        return c.restart_count >= 1 and c.health == "healthy"
+
+    # (On a timeout, what it went through says which part did not happen.)
+    def what() -> str:
+        events = [e.action for e in engine.events(filters={"container": c.name})]
+        return (f"a restart and a pass; seen {seen[-12:]}, health {c.inspect()['health']},"
+                f" events {events[-12:]}, logs {c.logs()[-500:]!r}")  # fmt: skip
+
+    until(restarted_and_healthy, timeout=30, what=what)
     time.sleep(1)
     shim = int(json.loads((c.dir / "state.json").read_text())["shim_pid"])
     assert _private_kb(shim) < 2048
