@@ -23,6 +23,7 @@ import pytest
 from pylxcore import Engine
 from pylxcore.cli.terminal import DetachKeys, parse_detach_keys
 from pylxcore.errors import InvalidState, SpecError
+from pylxcore.supervisor.lxcexec import spawn_on_terminal
 from tests.conftest import require_docker
 from tests.peers import dockerd
 
@@ -216,6 +217,30 @@ def test_attach_from_the_library(engine: Engine, busybox: str) -> None:
         c.attach()
     with pytest.raises(TypeError):
         engine.containers.create(busybox, tty="yes")  # type: ignore[arg-type]
+
+
+def test_the_host_pty_carries_the_container_s_terminal_bytes_as_they_are() -> None:
+    # lxc-execute turns output processing on for the terminal it is given (as
+    # this stty does), then relays what the container's terminal wrote: "\r\n"
+    # already. The supervisor's pty must pass that on as it is, from the first byte.
+    liblxc = (
+        "import os, termios; mode = termios.tcgetattr(0); mode[1] |= termios.OPOST | termios.ONLCR;"
+        " termios.tcsetattr(0, termios.TCSAFLUSH, mode); os.write(1, b'hi\\r\\n')"
+    )
+    run = spawn_on_terminal([sys.executable, "-c", liblxc], {}, (24, 80))
+    assert not isinstance(run, str)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(run.out_r, 4096)
+        except OSError:  # EIO: the other end has closed
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(run.out_r)
+    assert run.proc.wait() == 0
+    assert out == b"hi\r\n"
 
 
 def test_detach_keys() -> None:

@@ -69,9 +69,15 @@ def set_size(fd: int, rows: int, cols: int) -> None:
 
 
 def make_raw(fd: int) -> None:
-    """Put the terminal of ``fd`` in raw mode, as cfmakeraw does, without
-    discarding what is queued: the host's pty only carries the bytes of the
-    container's terminal, which does the line discipline. Raises OSError."""
+    """Put the terminal of ``fd`` (a pty's master: its other end's) in raw
+    mode, as cfmakeraw does, with its output processing locked off: the
+    host's pty only carries the bytes of the container's terminal, which
+    does the line discipline. The lock (TIOCSLCKTRMIOS, root's) is because
+    liblxc turns output processing on (OPOST, ONLCR: lxc_setup_tios) when it
+    takes the terminal over, and then relays output that the container's
+    terminal has already processed: "\n" would arrive as "\r\r\n". Set
+    after liblxc's setup instead, it came too late for a short run's first
+    line now and then. Raises OSError."""
     mode = termios.tcgetattr(fd)
     mode[0] &= ~(termios.IGNBRK | termios.BRKINT | termios.PARMRK | termios.ISTRIP | termios.INLCR
                  | termios.IGNCR | termios.ICRNL | termios.IXON)  # fmt: skip
@@ -80,6 +86,9 @@ def make_raw(fd: int) -> None:
     mode[2] = (mode[2] & ~(termios.CSIZE | termios.PARENB)) | termios.CS8
     mode[6][termios.VMIN], mode[6][termios.VTIME] = 1, 0
     termios.tcsetattr(fd, termios.TCSANOW, mode)
+    # The kernel's struct termios (4 flag words, c_line, 19 c_cc): a bit set
+    # here keeps the value the terminal has now.
+    fcntl.ioctl(fd, termios.TIOCSLCKTRMIOS, struct.pack("=4IB19s", 0, termios.OPOST, 0, 0, 0, bytes(19)))
 
 
 class _Caller:

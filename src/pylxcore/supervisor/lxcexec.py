@@ -168,11 +168,12 @@ def spawn_on_terminal(argv: list[str], env: dict[str, str], size: tuple[int, int
     of ``size`` (rows, columns), as its controlling terminal (see attachsock
     why; liblxc gives the container's terminal that size); the run (the
     master as its output), or an ``error:`` line."""
-    from pylxcore.supervisor.attachsock import set_size
+    from pylxcore.supervisor.attachsock import make_raw, set_size
 
     master, peer = os.openpty()
     try:
         set_size(master, *size)  # (a new pty has none) until a caller gives its own
+        make_raw(master)  # (before liblxc takes it over: see make_raw)
         proc = Child(argv, -1, -1, -1, env, terminal=os.ttyname(peer))
     except OSError as err:
         os.close(master)

@@ -97,15 +97,6 @@ def _launch(spec: RunSpec, lxc_log: str) -> Run | str:
                 if fd >= 0:
                     os.close(fd)
             return (START_FAILED + b"\n").decode() + failure
-    if spec.tty:
-        from pylxcore.supervisor.attachsock import make_raw
-
-        try:
-            # liblxc has set the terminal up its way by now (it relays it to
-            # the container's own, which does the line discipline): bytes only.
-            make_raw(run.out_r)
-        except OSError:
-            pass
     try:
         if run.init is not None:
             run.init_fd = os.pidfd_open(run.init)
