@@ -8,6 +8,7 @@ settings restored (``stty -g`` before and after, in the same terminal)."""
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import pty
 import select
@@ -23,6 +24,7 @@ import pytest
 from pylxcore import Engine
 from pylxcore.cli.terminal import DetachKeys, parse_detach_keys
 from pylxcore.errors import InvalidState, SpecError
+from pylxcore.procs import process_start_time
 from pylxcore.supervisor.lxcexec import spawn_on_terminal
 from tests.conftest import require_docker
 from tests.peers import dockerd
@@ -241,6 +243,23 @@ def test_the_host_pty_carries_the_container_s_terminal_bytes_as_they_are() -> No
     os.close(run.out_r)
     assert run.proc.wait() == 0
     assert out == b"hi\r\n"
+
+
+def test_wait_and_remove_do_not_wait_for_a_caller_who_will_not_come(engine: Engine, busybox: str) -> None:
+    # A short run's supervisor outlives it by two seconds, for a caller that
+    # attaches late (see the test above). wait() returns at the run's end all
+    # the same, and remove() tells it that no one is coming.
+    c = engine.containers.run(busybox, ["echo", "hi"], detach=True, tty=True)
+    assert c.wait(timeout=10) == 0
+    shim = int(json.loads((c.dir / "state.json").read_text())["shim_pid"])
+    start = process_start_time(shim)
+    assert start is not None  # (still waiting for the caller)
+    assert c.logs() == b"hi\r\n"
+    began = time.monotonic()
+    c.remove()
+    assert time.monotonic() - began < 1.5  # (not the rest of the two seconds)
+    assert process_start_time(shim) != start  # (gone, or only a zombie)
+    assert engine.containers.run(busybox, ["echo", "hi"], tty=True, remove=True).stdout == b"hi\r\n"
 
 
 def test_detach_keys() -> None:

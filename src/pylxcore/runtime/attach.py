@@ -165,6 +165,17 @@ class AttachStream:
         self.detach()
 
 
+def let_go(ctrdir: str) -> None:
+    """Tell the supervisor of the container at ``ctrdir``, whose last run
+    has ended, that no caller is coming for it: it waits a while for a late
+    one (pylxcore.supervisor.attachsock.Attachments.end_run), and coming
+    and going at once ends that wait. Raises nothing (no socket: no wait)."""
+    try:
+        AttachStream("", ctrdir, tty=False).detach()
+    except (InvalidState, OSError):
+        pass
+
+
 def attach(container: Container) -> AttachStream:
     """Attach to ``container``'s running main process (see AttachStream).
     Raises InvalidState when it is not running, or was created without

@@ -13,6 +13,7 @@ import contextlib
 import os
 import select
 import signal
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Literal, Mapping, Sequence, overload
 
@@ -25,7 +26,7 @@ from pylxcore.runtime.container_exec import ContainerExec
 from pylxcore.runtime.events import record_event
 from pylxcore.runtime.files import ContainerFiles
 from pylxcore.runtime.signals import signal_number
-from pylxcore.runtime.state import ContainerState, StateRecord
+from pylxcore.runtime.state import ContainerState, StateRecord, watch_state
 from pylxcore.spec import Limits
 from pylxcore.spec.sizes import human_size
 from pylxcore.store import read_json
@@ -298,17 +299,42 @@ class Container(ContainerFiles, ContainerExec):
                 try:
                     # The pid may have been reused between reading and opening.
                     if process_start_time(pid) == st.shim_start:
-                        ready, _, _ = select.select([pidfd], [], [], timeout)
-                        if not ready:
-                            raise TimeoutExpired(
-                                f"container {self.name!r} still running after {timeout}s",
-                                operation="wait",
-                                timeout=timeout,
-                            )
+                        self._wait_for_end(pidfd, timeout)
                 finally:
                     os.close(pidfd)
             self.reload()
         return self.exit_code
+
+    def _wait_for_end(self, pidfd: int, timeout: float | None) -> None:
+        """Wait until the supervisor (``pidfd``) exits, or its state says the
+        end for good. Raises TimeoutExpired, ContainerNotFound."""
+        meta = self._meta()
+        watch = -1
+        if meta.extra.get("tty") or meta.extra.get("open_stdin"):
+            # Its supervisor outlives a short last run by up to two seconds,
+            # for a caller that attaches late (pylxcore.supervisor.attachsock):
+            # the state, written before, says the end at once.
+            with contextlib.suppress(OSError):
+                watch = watch_state(self.dir)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            while watch < 0 or self.reload().state is not ContainerState.EXITED:
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                ready, _, _ = select.select([pidfd] + ([watch] if watch >= 0 else []), [], [], left)
+                if pidfd in ready:
+                    return
+                if not ready:
+                    raise TimeoutExpired(
+                        f"container {self.name!r} still running after {timeout}s",
+                        operation="wait",
+                        timeout=timeout,
+                    )
+                with contextlib.suppress(BlockingIOError):
+                    while os.read(watch, 4096):
+                        pass
+        finally:
+            if watch >= 0:
+                os.close(watch)
 
     def remove(self, *, force: bool = False) -> None:
         """Delete the container and its writable layer. A running container needs

@@ -56,8 +56,18 @@ def delete(
             state = StateRecord.read(d / STATE_FILE)
         except (OSError, StorageError):
             state = None
+        try:
+            c_meta: ContainerRecord | None = ContainerRecord.read(d / "meta.json")
+        except (OSError, StorageError):
+            c_meta = None
         clean = state.status == "exited" if state is not None else not (d / "run.spec").exists()
         if clean and state is not None:
+            if c_meta is not None and (c_meta.extra.get("tty") or c_meta.extra.get("open_stdin")):
+                # Its supervisor may be waiting for a caller to come for a
+                # short last run's output; none will now.
+                from pylxcore.runtime.attach import let_go  # (deferred: socket, for these only)
+
+                let_go(str(d))
             # "exited" is written before the supervisor's last words (its
             # events, the durable state): let it finish, or it writes
             # into the dir while we delete it.
@@ -68,10 +78,6 @@ def delete(
             for pid, argv in lxc_processes(collection._store.containers_dir):
                 if "-n" in argv[:-1] and argv[argv.index("-n") + 1] == key:
                     kill_and_reap(pid)
-        try:
-            c_meta: ContainerRecord | None = ContainerRecord.read(d / "meta.json")
-        except (OSError, StorageError):
-            c_meta = None
         if c_meta is not None:
             # Its name first: once its dir is gone, the name may be taken again.
             names.unpoint(collection._store, c_meta.name, key)

@@ -11,6 +11,7 @@ still reads.
 from __future__ import annotations
 
 import enum
+import os
 from pathlib import Path
 from typing import Any
 
@@ -106,4 +107,27 @@ class StateRecord:
         )
 
 
-__all__ = ["STATE_SCHEMA", "StateRecord"]
+# inotify(7): a file renamed into the dir (write_state replaces state.json
+# so), and the dir itself removed.
+_IN_MOVED_TO, _IN_DELETE_SELF = 0x80, 0x400
+
+
+def watch_state(ctrdir: Path) -> int:
+    """A descriptor (non-blocking, close-on-exec; the caller closes it) that
+    becomes readable each time the supervisor replaces the state in
+    ``ctrdir``, and when the dir goes: a waiter selects on it instead of
+    polling. Read it empty (``os.read``) before each select. Raises OSError."""
+    import ctypes  # (only a waiter on a container that has an attach socket needs it: see Container.wait)
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd: int = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)  # (IN_NONBLOCK, IN_CLOEXEC are these)
+    if fd < 0:
+        raise OSError(ctypes.get_errno(), "inotify_init1")
+    if libc.inotify_add_watch(fd, os.fsencode(ctrdir), _IN_MOVED_TO | _IN_DELETE_SELF) < 0:
+        err = ctypes.get_errno()
+        os.close(fd)
+        raise OSError(err, f"inotify_add_watch {ctrdir}")
+    return fd
+
+
+__all__ = ["STATE_SCHEMA", "StateRecord", "watch_state"]

@@ -384,7 +384,8 @@ class Attachments:
         came during the run, wait for one until ``linger_until`` (a
         time.monotonic()): a caller that started a short run (``run -it
         IMG echo hi``) may connect only after it ended, and gets its output
-        and its code all the same."""
+        and its code all the same. (A remover comes and goes at once to end
+        that wait: pylxcore.runtime.attach.let_go.)"""
         self._close_input()
         if self.poller is not None:
             for fd in self.watching:
