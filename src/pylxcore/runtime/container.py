@@ -279,7 +279,8 @@ class Container(ContainerFiles, ContainerExec):
         """Wait until the main process exits; return its exit code (None if the
         supervisor was killed and the code is lost). With a restart policy:
         until it ends for good (the policy gives up, or it is stopped).
-        Raises TimeoutExpired, InvalidState (never started)."""
+        Raises TimeoutExpired, InvalidState (never started), ContainerNotFound
+        (removed meanwhile: ``remove=True``)."""
         self.reload()
         if self.state is ContainerState.CREATED:
             raise InvalidState(

@@ -77,7 +77,7 @@ def make_raw(fd: int) -> None:
     takes the terminal over, and then relays output that the container's
     terminal has already processed: "\n" would arrive as "\r\r\n". Set
     after liblxc's setup instead, it came too late for a short run's first
-    line now and then. Raises OSError."""
+    line now and then. Raises OSError (not a terminal)."""
     mode = termios.tcgetattr(fd)
     mode[0] &= ~(termios.IGNBRK | termios.BRKINT | termios.PARMRK | termios.ISTRIP | termios.INLCR
                  | termios.IGNCR | termios.ICRNL | termios.IXON)  # fmt: skip
@@ -87,8 +87,12 @@ def make_raw(fd: int) -> None:
     mode[6][termios.VMIN], mode[6][termios.VTIME] = 1, 0
     termios.tcsetattr(fd, termios.TCSANOW, mode)
     # The kernel's struct termios (4 flag words, c_line, 19 c_cc): a bit set
-    # here keeps the value the terminal has now.
-    fcntl.ioctl(fd, termios.TIOCSLCKTRMIOS, struct.pack("=4IB19s", 0, termios.OPOST, 0, 0, 0, bytes(19)))
+    # here keeps the value the terminal has now. (Without CAP_SYS_ADMIN, the
+    # terminal works all the same, with that rare "\r\r\n".)
+    try:
+        fcntl.ioctl(fd, termios.TIOCSLCKTRMIOS, struct.pack("=4IB19s", 0, termios.OPOST, 0, 0, 0, bytes(19)))
+    except PermissionError:
+        pass
 
 
 class _Caller:
