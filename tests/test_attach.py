@@ -223,7 +223,7 @@ def test_attach_from_the_library(engine: Engine, busybox: str) -> None:
 
 def test_the_host_pty_carries_the_container_s_terminal_bytes_as_they_are() -> None:
     # lxc-execute turns output processing on for the terminal it is given (as
-    # this stty does), then relays what the container's terminal wrote: "\r\n"
+    # this child does), then relays what the container's terminal wrote: "\r\n"
     # already. The supervisor's pty must pass that on as it is, from the first byte.
     liblxc = (
         "import os, termios; mode = termios.tcgetattr(0); mode[1] |= termios.OPOST | termios.ONLCR;"
@@ -246,9 +246,9 @@ def test_the_host_pty_carries_the_container_s_terminal_bytes_as_they_are() -> No
 
 
 def test_wait_and_remove_do_not_wait_for_a_caller_who_will_not_come(engine: Engine, busybox: str) -> None:
-    # A short run's supervisor outlives it by two seconds, for a caller that
-    # attaches late (see the test above). wait() returns at the run's end all
-    # the same, and remove() tells it that no one is coming.
+    # A short run's supervisor outlives it by up to two seconds, for a caller
+    # that attaches late (see test_attach_from_the_library). wait() returns at
+    # the run's end all the same, and remove() tells it that no one is coming.
     c = engine.containers.run(busybox, ["echo", "hi"], detach=True, tty=True)
     assert c.wait(timeout=10) == 0
     shim = int(json.loads((c.dir / "state.json").read_text())["shim_pid"])
