@@ -182,7 +182,7 @@ def attach(container: Container) -> AttachStream:
     ``tty`` and ``stdin`` (its output is in ``logs(follow=True)`` then)."""
     meta = container._meta()
     tty = bool(meta.extra.get("tty"))
-    if not tty and not meta.extra.get("open_stdin"):
+    if not meta.attachable:
         raise InvalidState(
             f"cannot attach to container {container.name!r}: it was created without tty or stdin"
             " (follow its output with logs(follow=True))",

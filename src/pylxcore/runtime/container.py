@@ -309,9 +309,8 @@ class Container(ContainerFiles, ContainerExec):
     def _wait_for_end(self, pidfd: int, timeout: float | None) -> None:
         """Wait until the supervisor (``pidfd``) exits, or its state says the
         end for good. Raises TimeoutExpired, ContainerNotFound."""
-        meta = self._meta()
         watch = -1
-        if meta.extra.get("tty") or meta.extra.get("open_stdin"):
+        if self._meta().attachable:
             # Its supervisor outlives a short last run by up to two seconds,
             # for a caller that attaches late (pylxcore.supervisor.attachsock):
             # the state, written before, says the end at once.

@@ -62,7 +62,7 @@ def delete(
             c_meta = None
         clean = state.status == "exited" if state is not None else not (d / "run.spec").exists()
         if clean and state is not None:
-            if c_meta is not None and (c_meta.extra.get("tty") or c_meta.extra.get("open_stdin")):
+            if c_meta is not None and c_meta.attachable:
                 # Its supervisor may be waiting for a caller to come for a
                 # short last run's output; none will now.
                 from pylxcore.runtime.attach import let_go  # (deferred: socket, for these only)

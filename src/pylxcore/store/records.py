@@ -334,6 +334,13 @@ class ContainerRecord:
     extra: dict[str, Any] = attrs.field(factory=dict)
     key: str = attrs.field(default=attrs.Factory(lambda self: self.name, takes_self=True))
 
+    @property
+    def attachable(self) -> bool:
+        """Whether it was created with a terminal or its stdin open (``tty``,
+        ``stdin``): its supervisor then holds an attach socket
+        (pylxcore.supervisor.attachsock)."""
+        return bool(self.extra.get("tty") or self.extra.get("open_stdin"))
+
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
             **self.extra,
