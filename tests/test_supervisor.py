@@ -133,3 +133,30 @@ def test_the_program_imports_only_small_modules() -> None:
     }
     assert "pylxcore.supervisor.supervise" in loaded
     assert not loaded & {"typing", "re", "json", "socket", "site", "subprocess"}, loaded
+
+
+def test_an_auto_remove_stages_under_an_owner_tag_that_check_spares(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A supervisor of a --rm container renames its dir into the store's tmp/
+    # and deletes it there; Engine.check() deletes tmp/ entries whose owner
+    # has died, so the staging dir must name its (live) owner.
+    from pylxcore.procs import owner_alive
+    from pylxcore.supervisor.supervise import _remove_dir
+
+    ctrdir = tmp_path / "containers" / "abc"
+    (ctrdir / "rootfs").mkdir(parents=True)
+    (ctrdir / "state.json").write_text("{}")
+    (tmp_path / "tmp").mkdir()
+    staged: list[str] = []
+    rename = os.rename
+
+    def recording_rename(src: str, dst: str) -> None:
+        staged.append(os.path.basename(os.path.dirname(dst)))
+        rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", recording_rename)
+    _remove_dir(str(ctrdir))
+    assert len(staged) == 1 and staged[0].startswith("rm-ctr-")
+    assert owner_alive(staged[0])
+    assert not ctrdir.exists() and list((tmp_path / "tmp").iterdir()) == []

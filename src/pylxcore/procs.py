@@ -1,6 +1,6 @@
 """Host processes, cheaply: a pid's start time (which tells a live process from a
-reused pid), a child started without subprocess, and a server forked into
-the background.
+reused pid, and names temporary files by their owner), a child started
+without subprocess, and a server forked into the background.
 
 Standard library only, and small: the supervisor imports it (see
 pylxcore.supervisor), and so do the store and the runtime. Importing
@@ -43,6 +43,23 @@ def process_start_time(pid: int) -> int | None:
     if stat is None or stat[1][0] in (b"Z", b"X"):
         return None
     return int(stat[1][19])
+
+
+def owner_tag() -> str:
+    """"PID-STARTTIME" of this process: names temporary files and dirs so that
+    ``Engine.check()`` can tell the leftovers of a dead process from the work in
+    progress of a live one (a pid alone may have been reused)."""
+    pid = os.getpid()
+    return f"{pid}-{process_start_time(pid)}"
+
+
+def owner_alive(name: str) -> bool:
+    """Whether the process named in a temporary name (see owner_tag) still runs."""
+    parts = name.lstrip(".").split("-")
+    for i in range(len(parts) - 1):
+        if parts[i].isdigit() and parts[i + 1].isdigit():
+            return str(process_start_time(int(parts[i]))) == parts[i + 1]
+    return False
 
 
 class Child:

@@ -47,7 +47,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from pylxcore.errors import StorageError
-from pylxcore.procs import process_start_time
+from pylxcore.procs import owner_alive as owner_alive
+from pylxcore.procs import owner_tag as owner_tag
 from pylxcore.store.records import ImageRecord, LayerOrigin, LayerRecord, Refs, load
 
 SHORT_ID_LEN = 12
@@ -117,23 +118,6 @@ def _still_at(fd: int, path: Path) -> bool:
     """Whether the open file ``fd`` is still the one at ``path`` (raises
     FileNotFoundError when nothing is): a lock file may be deleted by its holder."""
     return os.fstat(fd).st_ino == os.stat(path).st_ino
-
-
-def owner_tag() -> str:
-    """"PID-STARTTIME" of this process: names temporary files and dirs so that
-    ``Engine.check()`` can tell the leftovers of a dead process from the work in
-    progress of a live one (a pid alone may have been reused)."""
-    pid = os.getpid()
-    return f"{pid}-{process_start_time(pid)}"
-
-
-def owner_alive(name: str) -> bool:
-    """Whether the process named in a temporary name (see owner_tag) still runs."""
-    parts = name.lstrip(".").split("-")
-    for i in range(len(parts) - 1):
-        if parts[i].isdigit() and parts[i + 1].isdigit():
-            return str(process_start_time(int(parts[i]))) == parts[i + 1]
-    return False
 
 
 def disk_full(path: Path) -> bool:

@@ -25,7 +25,7 @@ import os
 import select
 import time
 
-from pylxcore.procs import detach, process_start_time
+from pylxcore.procs import detach, owner_tag, process_start_time
 from pylxcore.supervisor.events import append_event
 from pylxcore.supervisor.health import HealthCheck
 from pylxcore.supervisor.logfile import STDERR, STDOUT, LogWriter
@@ -400,13 +400,15 @@ def supervise(ctrdir: str, spec: RunSpec, ready_fd: int) -> int:
 def _remove_dir(ctrdir: str) -> None:
     """Remove the container like ``Container.remove()`` does: renamed into the
     store's tmp/ first, so that readers see all of it or nothing, never a
-    directory without its state (which would read as "created")."""
+    directory without its state (which would read as "created"). The staging
+    dir's name carries this process's owner tag, as the store's own do, so
+    that ``Engine.check()`` leaves it alone while we remove it."""
     import shutil  # (only needed here, at the very end)
     import tempfile
 
     tmp = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(ctrdir))), "tmp")
     try:
-        doomed = tempfile.mkdtemp(prefix="rm-ctr-", dir=tmp)
+        doomed = tempfile.mkdtemp(prefix=f"rm-ctr-{owner_tag()}-", dir=tmp)
     except OSError:
         shutil.rmtree(ctrdir, ignore_errors=True)
         return
