@@ -4,7 +4,6 @@ recorded build's replay, else the command line."""
 
 from __future__ import annotations
 
-import os
 import sys
 
 
@@ -13,21 +12,15 @@ def main() -> int:
     (the library then needs no loading here), else here; its exit code.
 
     When a server's child ran it, this process ends at once with that code
-    (``os._exit``, after flushing its streams): it only waited, holds
-    nothing to clean up, and the interpreter's teardown would add ~2 ms to
-    every command."""
-    from pylxcore.cli.warm import call
+    (``exit_now``): it only waited, holds nothing to clean up, and the
+    interpreter's teardown would add ~2 ms to every command."""
+    from pylxcore.cli.warm import call, exit_now
 
     argv = sys.argv[1:]
     code = call(argv)
     if code is None:
         return run_command(argv)
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):  # (closed, or its reader gone: it has nothing of ours)
-            pass
-    os._exit(code)
+    exit_now(code)
 
 
 def run_command(argv: list[str]) -> int:

@@ -47,6 +47,10 @@ from __future__ import annotations
 import os
 import sys
 
+TYPE_CHECKING = False  # (typing itself would cost every command ~3 ms)
+if TYPE_CHECKING:
+    from typing import NoReturn
+
 ENV = "PYLXCORE_WARM"  # "0": never use or start a server; "require": fail rather than run here
 DIR_ENV = "PYLXCORE_WARM_DIR"  # where the servers' files lie (tests give each their own)
 DEFAULT_DIR = "/run/pylxcore/cli"
@@ -62,6 +66,19 @@ REFUSED = b"R"  # another uid or other namespaces: run it here
 # Its last answer: the child's exit status.
 EXITED = b"X"  # + the exit code as 4 bytes
 KILLED = b"K"  # + the number of the signal that ended it, 4 bytes
+
+
+def exit_now(code: int) -> NoReturn:
+    """End this process with ``code`` once its standard streams are flushed,
+    without the interpreter's teardown: for a process whose work is done and
+    that holds nothing else to clean up (a served client, a server's child).
+    A stream that is closed, or whose reader has gone, has nothing more to say."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
 
 
 def key() -> str:

@@ -33,7 +33,7 @@ import signal
 import sys
 import time
 
-from pylxcore.cli.warm import CHILD, EXITED, KILLED, REFUSED, STALE, decode_request, fifo_path, key
+from pylxcore.cli.warm import CHILD, EXITED, KILLED, REFUSED, STALE, decode_request, exit_now, fifo_path, key
 
 IDLE = 300.0  # seconds without a request before the server stops taking them
 _CHECK_EVERY = 2.0  # seconds between looks at its lock file and the clock
@@ -329,12 +329,7 @@ class Server:
             import traceback
 
             traceback.print_exc()
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except OSError:
-                pass
-        os._exit(code)
+        exit_now(code)
 
     def _reap(self, job: _Job) -> None:
         """The child of ``job`` ended: send its status, forget the job."""
